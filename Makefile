@@ -1,0 +1,63 @@
+# Everything a newcomer and CI need. `make pilot` and `make test` work on a fresh machine: they create
+# .venv with Python 3.13 and install the pinned requirements first.
+SHELL := /bin/bash
+PY313 := $(or $(shell command -v python3.13 2>/dev/null),$(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13)))
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+RUN := PYTHONPATH=local:layers/platform $(PY)
+ARGS ?=
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build clean
+
+$(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt functions/pipeline/requirements.txt
+	@test -n "$(PY313)" || { echo "Python 3.13 is required (e.g. pyenv install 3.13.0)"; exit 1; }
+	@test -x $(PY) || $(PY313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+venv: $(INSTALLED)
+
+$(SAM): | $(INSTALLED)
+	@test -x $(SAM_VENV)/bin/python || $(PY313) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+
+pilot: $(INSTALLED)  ## run the whole pilot on the embedded AWS: make pilot ARGS="--output-dir out/pilot"
+	$(RUN) -m local_cloud.cli pilot $(ARGS)
+
+serve: $(INSTALLED)  ## run the pilot, then serve the API on http://127.0.0.1:3000
+	$(RUN) -m local_cloud.cli serve $(ARGS)
+
+score: $(INSTALLED)  ## make score ARGS="--model-dir out/pilot/model --input data/telecom_churn.csv --output out/scores.csv"
+	$(RUN) -m local_cloud.cli score $(ARGS)
+
+test: $(INSTALLED)  ## every suite: unit, integration (moto), end to end (whole pilot)
+	$(PY) -m pytest tests -q
+
+test-unit: $(INSTALLED)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: $(INSTALLED)
+	$(PY) -m pytest tests/integration -q
+
+test-e2e: $(INSTALLED)
+	$(PY) -m pytest tests/e2e -q
+
+lint: $(INSTALLED) $(SAM)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+format: $(INSTALLED)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+build: $(INSTALLED) $(SAM)  ## sam build of the zip functions and the layer, with their unzipped sizes
+	PATH="$(dir $(PY313)):$$PATH" $(RUN) -m local_cloud.sam_build --sam $(SAM)
+
+clean:
+	rm -rf .aws-sam out .pytest_cache

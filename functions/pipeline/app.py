@@ -1,0 +1,56 @@
+"""Pilot steps that need pandas and scikit-learn (container-image function, one handler per step)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops import pilot_training
+from mlops.artifacts import ArtifactStore
+from mlops.observability import instrumented_handler, logger
+from mlops.pilot import StepRequest
+from mlops.registry import ModelRegistry
+from mlops.settings import DataSettings, ModelStoreSettings, load_settings
+
+
+def _artifacts(settings: ModelStoreSettings) -> ArtifactStore:
+    return ArtifactStore(settings.artifact_bucket, boto3.client("s3"))
+
+
+@instrumented_handler
+def prepare_data(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = load_settings(DataSettings)
+    request = StepRequest.model_validate(event)
+    report = pilot_training.prepare_data(
+        request, ArtifactStore(settings.data_bucket, boto3.client("s3")), _artifacts(settings)
+    )
+    logger.info("Data prepared", extra={"rows": report.rows, "positive_rate": report.positive_rate})
+    return report.model_dump(mode="json")
+
+
+@instrumented_handler
+def train(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = StepRequest.model_validate(event)
+    report = pilot_training.train(request, _artifacts(load_settings(ModelStoreSettings)))
+    logger.info("Model trained", extra={"selected": report.selected_algorithm, "cv_auc": report.cv_auc})
+    return report.model_dump(mode="json")
+
+
+@instrumented_handler
+def evaluate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = StepRequest.model_validate(event)
+    report = pilot_training.evaluate_model(request, _artifacts(load_settings(ModelStoreSettings)))
+    logger.info("Model evaluated", extra={"meets_targets": report.meets_targets})
+    return report.model_dump(mode="json")
+
+
+@instrumented_handler
+def register_model(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = load_settings(ModelStoreSettings)
+    request = StepRequest.model_validate(event)
+    registry = ModelRegistry(settings.registry_table, boto3.client("dynamodb"))
+    report = pilot_training.register_model(request, _artifacts(settings), registry, settings.model_name)
+    logger.info("Model registered", extra={"model_version": report.model_version})
+    return report.model_dump(mode="json")

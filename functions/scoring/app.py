@@ -1,0 +1,101 @@
+"""Scoring API: POST /predict, POST /predict/batch, GET /health, GET /models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops.artifacts import ArtifactStore
+from mlops.contracts import (
+    BatchPredictionResponse,
+    BatchPredictRequest,
+    HealthResponse,
+    ModelListResponse,
+    ModelSummary,
+    Prediction,
+    PredictRequest,
+)
+from mlops.observability import MetricUnit, instrumented_handler, metrics
+from mlops.registry import ModelRegistry
+from mlops.rest import create_rest_app
+from mlops.scoring import ModelProvider, score_requests
+from mlops.settings import ScoringSettings, load_settings
+
+app = create_rest_app()
+
+
+@cache
+def _settings() -> ScoringSettings:
+    return load_settings(ScoringSettings)
+
+
+@cache
+def _registry() -> ModelRegistry:
+    return ModelRegistry(_settings().registry_table, boto3.client("dynamodb"))
+
+
+@cache
+def _model_provider() -> ModelProvider:
+    settings = _settings()
+    store = ArtifactStore(settings.artifact_bucket, boto3.client("s3"))
+    return ModelProvider(_registry(), store, settings.model_name, settings.model_refresh_seconds)
+
+
+@app.post("/predict")
+def predict(request: PredictRequest) -> Prediction:
+    loaded = _model_provider().current()
+    (prediction,) = score_requests([request], loaded)
+    _record_predictions([prediction])
+    return prediction
+
+
+@app.post("/predict/batch")
+def predict_batch(request: BatchPredictRequest) -> BatchPredictionResponse:
+    loaded = _model_provider().current()
+    predictions = score_requests(request.records, loaded)
+    _record_predictions(predictions)
+    return BatchPredictionResponse(model_version=loaded.version.version, predictions=predictions)
+
+
+@app.get("/health")
+def health() -> HealthResponse:
+    version = _model_provider().current_version()
+    return HealthResponse(
+        status="ok" if version else "no_model", model_name=_settings().model_name, model_version=version
+    )
+
+
+@app.get("/models")
+def list_models() -> ModelListResponse:
+    registry = _registry()
+    model_name = _settings().model_name
+    production = registry.get_production(model_name)
+    serving = production.version if production else None
+    summaries = [
+        ModelSummary(
+            version=v.version,
+            status=v.status.value,
+            algorithm=v.algorithm,
+            created_at=v.created_at,
+            threshold=v.threshold,
+            metrics={k: float(m) for k, m in v.metrics.items() if isinstance(m, int | float)},
+            serving=v.version == serving,
+        )
+        for v in registry.list_versions(model_name)
+    ]
+    return ModelListResponse(model_name=model_name, production_version=serving, models=summaries)
+
+
+def _record_predictions(predictions: list[Prediction]) -> None:
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
+    metrics.add_metric(name="PredictedChurn", unit=MetricUnit.Count, value=sum(p.churn_prediction for p in predictions))
+
+
+def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+handler = instrumented_handler(_resolve, api=True)

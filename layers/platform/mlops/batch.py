@@ -1,0 +1,75 @@
+"""Batch scoring of a CSV file in bounded memory, with the same feature and ONNX code as the scoring API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops.artifacts import ArtifactRef, sha256_hex
+from mlops.errors import ArtifactIntegrityError
+from mlops.features import FeatureSpec
+from mlops.inference import OnnxChurnModel
+from mlops.registry import ModelStatus, ModelVersion
+from mlops.scoring import LoadedModel
+from mlops.training import frame_to_columns, read_dataset
+
+DEFAULT_CHUNK_ROWS = 100_000
+MODEL_FILES = {
+    "onnx": "model.onnx",
+    "sklearn": "model.skops",
+    "feature_spec": "feature_spec.json",
+    "model_card": "model_card.json",
+}
+
+
+def load_model_dir(model_dir: Path) -> LoadedModel:
+    """A pilot's model directory (`DIR/model/`), each file checked against the digest in its model card."""
+    card = json.loads((model_dir / MODEL_FILES["model_card"]).read_text())
+    artifacts = {name: ArtifactRef.model_validate(ref) for name, ref in card["artifacts"].items()}
+
+    def verified(name: str) -> bytes:
+        data = (model_dir / MODEL_FILES[name]).read_bytes()
+        if sha256_hex(data) != artifacts[name].sha256:
+            raise ArtifactIntegrityError(
+                field=MODEL_FILES[name],
+                message=f"{model_dir / MODEL_FILES[name]} does not match the SHA-256 in its model card",
+            )
+        return data
+
+    spec = FeatureSpec.model_validate_json(verified("feature_spec"))
+    version = ModelVersion(
+        model_name=card["model_name"],
+        version=card["model_version"],
+        status=ModelStatus.APPROVED,
+        created_at=card["created_at"],
+        algorithm=card["algorithm"],
+        threshold=card["threshold"],
+        metrics={k: v for k, v in card["metrics"].items() if isinstance(v, int | float)},
+        artifacts=artifacts,
+        dataset_sha256=card["data"]["sha256"],
+        execution_arn=card["lineage"]["execution_arn"],
+    )
+    return LoadedModel(version=version, spec=spec, model=OnnxChurnModel(verified("onnx"), spec))
+
+
+def score_csv(loaded: LoadedModel, input_path: Path, output_path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
+    """Write `id, churn_probability, churn_prediction, model_version` per input row; returns the row count."""
+    schema = loaded.spec.data_schema
+    rows = 0
+    with output_path.open("w", newline="") as out:
+        for index, chunk in enumerate(read_dataset(input_path, schema, chunksize=chunk_rows)):
+            probabilities, _ = loaded.model.score_columns(frame_to_columns(chunk, schema))
+            scored = pd.DataFrame(
+                {
+                    schema.id_column: chunk[schema.id_column].to_numpy(),
+                    "churn_probability": np.round(probabilities, 6),
+                    "churn_prediction": probabilities >= loaded.version.threshold,
+                    "model_version": loaded.version.version,
+                }
+            )
+            scored.to_csv(out, header=index == 0, index=False)
+            rows += len(scored)
+    return rows

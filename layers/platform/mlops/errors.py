@@ -1,0 +1,98 @@
+"""Domain errors shared by the training pipeline, batch scoring and the online handler.
+
+Every error carries the offending ``field`` (a dotted path such as ``features.tenure``) and a human
+readable ``message`` so that API handlers can turn it into a structured 4xx/5xx response without
+parsing strings.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class DomainError(Exception):
+    """Base class of every expected, explainable failure of the platform."""
+
+    code: ClassVar[str] = "DOMAIN_ERROR"
+
+    def __init__(self, field: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.retryable = retryable
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready description of the error (code, field, message, retryable)."""
+        return {"code": self.code, "field": self.field, "message": self.message, "retryable": self.retryable}
+
+
+class FeatureValidationError(DomainError):
+    """A feature value (or key) sent for scoring is not acceptable.
+
+    ``field`` has the form ``features.<name>``; when the error comes from a list of records,
+    ``record_index`` tells which record, so a caller can report e.g. ``records[3].features.<name>``.
+    """
+
+    code: ClassVar[str] = "FEATURE_VALIDATION_ERROR"
+
+    def __init__(self, field: str, message: str, *, record_index: int | None = None) -> None:
+        super().__init__(field, message)
+        self.record_index = record_index
+
+
+class ModelNotFoundError(DomainError):
+    """The requested model (or model version/alias) does not exist."""
+
+    code: ClassVar[str] = "MODEL_NOT_FOUND"
+
+
+class ArtifactIntegrityError(DomainError):
+    """A stored artifact (ONNX graph, skops file, feature spec) is corrupt, tampered with or inconsistent."""
+
+    code: ClassVar[str] = "ARTIFACT_INTEGRITY_ERROR"
+
+
+class InvalidRequestError(DomainError):
+    """A request is malformed (wrong shape, missing required parameter, too large...)."""
+
+    code: ClassVar[str] = "INVALID_REQUEST"
+
+
+class ModelUnavailableError(DomainError):
+    """No model can serve right now (nothing deployed, or the deployed one cannot be loaded)."""
+
+    code: ClassVar[str] = "MODEL_UNAVAILABLE"
+
+    def __init__(self, field: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(field, message)
+        self.retryable = retryable
+
+
+class InvalidTransitionError(DomainError):
+    """A model version's status does not allow the requested change (e.g. deploying an unapproved model)."""
+
+    code: ClassVar[str] = "INVALID_TRANSITION"
+
+
+class DeploymentConflictError(DomainError):
+    """Production no longer serves the version a deployment expected to replace; nothing was changed."""
+
+    code: ClassVar[str] = "DEPLOYMENT_CONFLICT"
+
+
+class DataValidationError(DomainError):
+    """A training data set does not match its schema or cannot be learned from."""
+
+    code: ClassVar[str] = "DATA_VALIDATION_ERROR"
+
+
+class ParityError(DomainError):
+    """The exported ONNX graph does not reproduce the scikit-learn model's probabilities."""
+
+    code: ClassVar[str] = "PARITY_ERROR"
+
+
+class SmokeTestError(DomainError):
+    """The deployed endpoint did not serve the model version the pilot just deployed."""
+
+    code: ClassVar[str] = "SMOKE_TEST_ERROR"

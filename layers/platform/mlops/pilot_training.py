@@ -1,0 +1,311 @@
+"""The pilot's heavy steps: prepare data, train, evaluate, export and register (pandas + scikit-learn).
+
+They run in the container-image pipeline function; each reads its inputs from the artifact bucket by
+reference (verified by SHA-256) and writes its outputs under `runs/<execution>/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.artifacts import ArtifactRef, ArtifactStore, sha256_hex
+from mlops.errors import DataValidationError, ParityError
+from mlops.export import dump_skops, export_onnx, load_skops, max_probability_difference
+from mlops.features import FeatureSpec, fit_feature_spec, prepare_features
+from mlops.inference import OnnxChurnModel
+from mlops.pilot import (
+    MODELS_PREFIX,
+    PARITY_TOLERANCE,
+    DatasetReport,
+    EvaluationReport,
+    RegistrationReport,
+    StepRequest,
+    TrainingReport,
+    run_prefix,
+)
+from mlops.registry import ModelRegistry, ModelStatus, ModelVersion, StatusChange, utc_now
+from mlops.schema import DataSchema
+from mlops.training import (
+    evaluate,
+    frame_to_columns,
+    labels,
+    prepared_to_frame,
+    read_dataset,
+    split_dataset,
+    train_and_select,
+)
+
+SMOKE_TEST_ROWS = 50
+DEFAULT_THRESHOLD = 0.5
+
+
+def prepare_data(request: StepRequest, data: ArtifactStore, artifacts: ArtifactStore) -> DatasetReport:
+    pilot = request.pilot
+    raw = data.get_bytes(pilot.data_key)
+    schema_bytes = data.get_bytes(pilot.schema_key)
+    schema = DataSchema.from_json(schema_bytes)
+    frame = read_dataset(io.BytesIO(raw), schema)
+    frame, dropped = validate_dataset(frame, schema, min_per_class=2 * pilot.cv_folds)
+    train, test = split_dataset(frame, schema, test_size=pilot.test_size, seed=pilot.seed)
+    prefix = run_prefix(request.execution_name)
+    y = labels(frame, schema)
+    return DatasetReport(
+        data_key=pilot.data_key,
+        dataset_sha256=sha256_hex(raw),
+        rows=len(frame),
+        train_rows=len(train),
+        test_rows=len(test),
+        positive_rate=round(float(y.mean()), 6),
+        missing_values={c: int(n) for c, n in frame[schema.feature_columns].isna().sum().items() if n},
+        dropped_rows=dropped,
+        schema_ref=artifacts.put(f"{prefix}/schema.json", schema_bytes, "application/json"),
+        train=artifacts.put(f"{prefix}/train.csv", train.to_csv(index=False).encode(), "text/csv"),
+        test=artifacts.put(f"{prefix}/test.csv", test.to_csv(index=False).encode(), "text/csv"),
+    )
+
+
+def validate_dataset(frame: pd.DataFrame, schema: DataSchema, min_per_class: int) -> tuple[pd.DataFrame, int]:
+    """Refuse data the pilot cannot learn from; drop rows without a label. Returns (frame, dropped rows)."""
+    required = [schema.id_column, schema.target, *schema.feature_columns]
+    missing_columns = [c for c in required if c not in frame.columns]
+    if missing_columns:
+        raise DataValidationError(field=missing_columns[0], message=f"columns missing from the data: {missing_columns}")
+    for column in schema.numerical:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise DataValidationError(field=column, message=f"numerical column {column} holds non-numeric values")
+    labelled = frame[frame[schema.target].notna()]
+    if labelled[schema.id_column].duplicated().any():
+        duplicate = labelled[schema.id_column][labelled[schema.id_column].duplicated()].iloc[0]
+        raise DataValidationError(field=schema.id_column, message=f"duplicate id {duplicate!r}")
+    y = labels(labelled, schema)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if min(positives, negatives) < min_per_class:
+        raise DataValidationError(
+            field=schema.target,
+            message=f"need at least {min_per_class} rows of each class, got {positives} positive "
+            f"({schema.positive_label!r}) and {negatives} negative",
+        )
+    return labelled.reset_index(drop=True), len(frame) - len(labelled)
+
+
+def _load_split(artifacts: ArtifactStore, ref: ArtifactRef, schema: DataSchema) -> pd.DataFrame:
+    return read_dataset(io.BytesIO(artifacts.get_verified(ref)), schema)
+
+
+def _schema_of(request: StepRequest, artifacts: ArtifactStore) -> DataSchema:
+    dataset = request.require(request.pilot.dataset, "dataset")
+    return DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
+
+
+def train(request: StepRequest, artifacts: ArtifactStore) -> TrainingReport:
+    dataset = request.require(request.pilot.dataset, "dataset")
+    schema = _schema_of(request, artifacts)
+    train_frame = _load_split(artifacts, dataset.train, schema)
+    started = time.perf_counter()
+    spec = fit_feature_spec(frame_to_columns(train_frame, schema), schema)
+    result = train_and_select(train_frame, spec, seed=request.pilot.seed, cv_folds=request.pilot.cv_folds)
+    elapsed = time.perf_counter() - started
+    prefix = run_prefix(request.execution_name)
+    return TrainingReport(
+        selected_algorithm=result.selected,
+        cv_auc=result.cv_auc,
+        training_seconds=round(elapsed, 3),
+        model=artifacts.put(f"{prefix}/model.skops", dump_skops(result.pipeline)),
+        feature_spec=artifacts.put(
+            f"{prefix}/feature_spec.json", spec.model_dump_json(by_alias=True).encode(), "application/json"
+        ),
+    )
+
+
+def _load_trained(request: StepRequest, artifacts: ArtifactStore) -> tuple[Any, FeatureSpec]:
+    training = request.require(request.pilot.training, "training")
+    pipeline = load_skops(artifacts.get_verified(training.model))
+    spec = FeatureSpec.model_validate_json(artifacts.get_verified(training.feature_spec))
+    return pipeline, spec
+
+
+def evaluate_model(request: StepRequest, artifacts: ArtifactStore) -> EvaluationReport:
+    dataset = request.require(request.pilot.dataset, "dataset")
+    pipeline, spec = _load_trained(request, artifacts)
+    test = _load_split(artifacts, dataset.test, spec.data_schema)
+    prepared = prepare_features(frame_to_columns(test, spec.data_schema), spec)
+    probabilities = pipeline.predict_proba(prepared_to_frame(prepared))[:, 1]
+    metrics = evaluate(probabilities, labels(test, spec.data_schema), threshold=DEFAULT_THRESHOLD)
+    targets = request.pilot.targets
+    failed = [
+        f"{name} {value:.4f} < {target}"
+        for name, value, target in (
+            ("accuracy", metrics.accuracy, targets.accuracy),
+            ("auc_roc", metrics.roc_auc, targets.auc_roc),
+        )
+        if value < target
+    ]
+    return EvaluationReport(metrics=metrics.model_dump(), meets_targets=not failed, failed_targets=failed)
+
+
+def register_model(
+    request: StepRequest, artifacts: ArtifactStore, registry: ModelRegistry, model_name: str
+) -> RegistrationReport:
+    pilot = request.pilot
+    dataset = request.require(pilot.dataset, "dataset")
+    training = request.require(pilot.training, "training")
+    evaluation = request.require(pilot.evaluation, "evaluation")
+    pipeline, spec = _load_trained(request, artifacts)
+    test = _load_split(artifacts, dataset.test, spec.data_schema)
+    test_columns = frame_to_columns(test, spec.data_schema)
+    prepared = prepare_features(test_columns, spec)
+
+    onnx_bytes = export_onnx(pipeline, spec)
+    parity = max_probability_difference(pipeline, onnx_bytes, prepared)
+    if parity > PARITY_TOLERANCE:
+        raise ParityError(field="onnx", message=f"ONNX and scikit-learn differ by {parity:.2e} > {PARITY_TOLERANCE}")
+
+    version = new_version_id(request.execution_name)
+    prefix = f"{MODELS_PREFIX}/{model_name}/{version}"
+    stored = {
+        "onnx": artifacts.put(f"{prefix}/model.onnx", onnx_bytes),
+        "sklearn": artifacts.put(f"{prefix}/model.skops", artifacts.get_verified(training.model)),
+        "feature_spec": artifacts.put(
+            f"{prefix}/feature_spec.json", spec.model_dump_json(by_alias=True).encode(), "application/json"
+        ),
+    }
+    card = model_card(request, model_name, version, spec, pipeline, stored, parity)
+    stored["model_card"] = artifacts.put(
+        f"{prefix}/model_card.json", json.dumps(card, indent=2).encode(), "application/json"
+    )
+
+    now = utc_now()
+    registry.register(
+        ModelVersion(
+            model_name=model_name,
+            version=version,
+            status=ModelStatus.APPROVED,
+            created_at=now,
+            algorithm=training.selected_algorithm,
+            threshold=DEFAULT_THRESHOLD,
+            metrics={k: v for k, v in evaluation.metrics.items() if isinstance(v, int | float)},
+            artifacts=stored,
+            dataset_sha256=dataset.dataset_sha256,
+            execution_arn=request.execution_id,
+            status_history=[
+                StatusChange(
+                    status=ModelStatus.PENDING_APPROVAL,
+                    at=now,
+                    by=f"pilot:{request.execution_name}",
+                    reason="registered",
+                ),
+                StatusChange(
+                    status=ModelStatus.APPROVED,
+                    at=now,
+                    by="pilot quality gate",
+                    reason="; ".join(f"{k} >= target" for k in ("accuracy", "auc_roc")),
+                ),
+            ],
+        )
+    )
+    smoke_rows = reference_rows(test, test_columns, spec, OnnxChurnModel(onnx_bytes, spec))
+    return RegistrationReport(
+        model_version=version,
+        artifacts=stored,
+        parity_max_abs_diff=float(parity),
+        smoke_test_rows=artifacts.put(
+            f"{run_prefix(request.execution_name)}/smoke_test_rows.json",
+            json.dumps(smoke_rows).encode(),
+            "application/json",
+        ),
+    )
+
+
+def new_version_id(execution_name: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S")
+    return f"v{stamp}-{sha256_hex(execution_name.encode())[:6]}"
+
+
+def reference_rows(
+    test: pd.DataFrame, columns: dict[str, np.ndarray], spec: FeatureSpec, model: OnnxChurnModel
+) -> list[dict[str, Any]]:
+    """Held-out rows as API requests, each with the probability the exported graph gives it."""
+    head = {name: values[:SMOKE_TEST_ROWS] for name, values in columns.items()}
+    probabilities, _ = model.score_columns(head)
+    schema = spec.data_schema
+    rows = []
+    for i in range(min(SMOKE_TEST_ROWS, len(test))):
+        features = {name: _json_value(head[name][i]) for name in schema.feature_columns}
+        rows.append(
+            {
+                "customer_id": str(test[schema.id_column].iloc[i]),
+                "features": features,
+                "churn_probability": round(float(probabilities[i]), 6),
+            }
+        )
+    return rows
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def model_card(
+    request: StepRequest,
+    model_name: str,
+    version: str,
+    spec: FeatureSpec,
+    pipeline: Any,
+    stored: dict[str, ArtifactRef],
+    parity: float,
+) -> dict[str, Any]:
+    pilot = request.pilot
+    dataset = request.require(pilot.dataset, "dataset")
+    training = request.require(pilot.training, "training")
+    evaluation = request.require(pilot.evaluation, "evaluation")
+    classifier = pipeline.steps[-1][1]
+    return {
+        "model_name": model_name,
+        "model_version": version,
+        "created_at": utc_now(),
+        "intended_use": "Rank customers by churn risk to target retention offers; not for credit, pricing or "
+        "any decision with legal effect on a person.",
+        "algorithm": training.selected_algorithm,
+        "parameters": {k: v for k, v in classifier.get_params().items() if isinstance(v, int | float | str | bool)},
+        "candidates_cv_auc": training.cv_auc,
+        "training_seconds": training.training_seconds,
+        "metrics": evaluation.metrics,
+        "threshold": DEFAULT_THRESHOLD,
+        "onnx_parity_max_abs_diff": parity,
+        "data": {
+            "key": dataset.data_key,
+            "sha256": dataset.dataset_sha256,
+            "rows": dataset.rows,
+            "train_rows": dataset.train_rows,
+            "test_rows": dataset.test_rows,
+            "positive_rate": dataset.positive_rate,
+            "missing_values": dataset.missing_values,
+        },
+        "schema": spec.data_schema.model_dump(),
+        "features": {
+            "numerical": spec.model_numerical,
+            "categorical": spec.model_categorical,
+            "derived": spec.derived,
+            "imputation": {
+                "numerical_medians": spec.numeric_fill,
+                "categorical_modes": spec.categorical_fill,
+            },
+            "high_value_threshold": spec.high_value_threshold,
+        },
+        "lineage": {"execution_arn": request.execution_id, "seed": pilot.seed, "cv_folds": pilot.cv_folds},
+        "artifacts": {name: ref.model_dump() for name, ref in stored.items()},
+        "limitations": [
+            "Trained on one snapshot of one operator's customers; re-validate before use on another population.",
+            "Probabilities are not calibrated beyond what the algorithm provides.",
+            "Unseen categories and missing values are imputed from training statistics, which can hide drift.",
+        ],
+    }

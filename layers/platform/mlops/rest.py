@@ -1,0 +1,119 @@
+"""The REST resolver every API handler uses, with every error mapped to one JSON shape in one place.
+
+Error body: `{"error": {"code", "message", "fields": [{"field", "message"}], "retryable"}}`. Validation
+errors name the offending field (`features.total_day_minutes`, `records[3].customer_id`); unexpected
+errors are logged with their trace and answered with a plain 500, never the trace itself.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from mlops.contracts import ErrorBody, ErrorField, ErrorResponse
+from mlops.errors import (
+    ArtifactIntegrityError,
+    DeploymentConflictError,
+    DomainError,
+    FeatureValidationError,
+    InvalidRequestError,
+    InvalidTransitionError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+)
+from mlops.observability import logger
+
+_DOMAIN_ERRORS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
+    FeatureValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error"),
+    InvalidRequestError: (HTTPStatus.BAD_REQUEST, "invalid_request"),
+    ModelNotFoundError: (HTTPStatus.NOT_FOUND, "model_not_found"),
+    InvalidTransitionError: (HTTPStatus.CONFLICT, "invalid_transition"),
+    DeploymentConflictError: (HTTPStatus.CONFLICT, "deployment_conflict"),
+    ModelUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable"),
+    ArtifactIntegrityError: (HTTPStatus.SERVICE_UNAVAILABLE, "artifact_integrity"),
+}
+# pydantic names the branch of a union it tried (`features.x.float`); the caller only needs the field.
+_UNION_BRANCHES = frozenset({"float", "int", "str", "bool", "none", "list", "dict"})
+
+
+def error_response(status: HTTPStatus, body: ErrorBody) -> Response:
+    return Response(
+        status_code=status.value,
+        content_type="application/json",
+        body=ErrorResponse(error=body).model_dump_json(),
+        headers={"Retry-After": "1"} if body.retryable else None,
+    )
+
+
+def create_rest_app() -> APIGatewayRestResolver:
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response:
+        problems = error.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return error_response(
+                HTTPStatus.BAD_REQUEST,
+                ErrorBody(
+                    code="invalid_json",
+                    message="the request body is not valid JSON",
+                    fields=[ErrorField(field="body", message="JSON decode error")],
+                ),
+            )
+        fields = _fields_of(problems)
+        message = "invalid request: " + ", ".join(f.field for f in fields)
+        return error_response(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            ErrorBody(code="validation_error", message=message, fields=fields),
+        )
+
+    @app.exception_handler(DomainError)
+    def _domain_error(error: DomainError) -> Response:
+        status, code = _DOMAIN_ERRORS.get(type(error), (HTTPStatus.BAD_REQUEST, "invalid_request"))
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            logger.warning("Request refused", extra={"code": code, "reason": error.message})
+        return error_response(
+            status,
+            ErrorBody(
+                code=code,
+                message=error.message,
+                fields=[ErrorField(field=error.field, message=error.message)],
+                retryable=getattr(error, "retryable", False),
+            ),
+        )
+
+    @app.not_found
+    def _no_route(_: NotFoundError) -> Response:
+        return error_response(HTTPStatus.NOT_FOUND, ErrorBody(code="not_found", message="no such route"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(_: Exception) -> Response:
+        logger.exception("Unhandled error")
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+            ErrorBody(code="internal_error", message="internal error", retryable=True),
+        )
+
+    return app
+
+
+def _fields_of(problems: list[dict[str, Any]]) -> list[ErrorField]:
+    fields: dict[str, ErrorField] = {}
+    for problem in problems:
+        parts: list[str] = []
+        for part in problem.get("loc", ()):
+            if part == "body" and not parts:
+                continue
+            if isinstance(part, int):
+                parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
+            elif str(part) in _UNION_BRANCHES and parts:
+                break
+            else:
+                parts.append(str(part))
+        name = ".".join(parts) or "body"
+        fields.setdefault(name, ErrorField(field=name, message=str(problem.get("msg", "invalid value"))))
+    return list(fields.values())

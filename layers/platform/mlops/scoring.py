@@ -1,0 +1,142 @@
+"""Online and batch scoring: the production model, loaded once per container and refreshed on deployment."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mlops.artifacts import ArtifactStore
+from mlops.contracts import Prediction, PredictRequest
+from mlops.errors import (
+    ArtifactIntegrityError,
+    FeatureValidationError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+)
+from mlops.features import FeatureSpec, imputed_features, prepare_features, records_to_columns
+from mlops.inference import OnnxChurnModel
+from mlops.observability import logger
+from mlops.registry import ModelRegistry, ModelVersion
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: ModelVersion
+    spec: FeatureSpec
+    model: OnnxChurnModel
+
+
+def load_model_version(version: ModelVersion, store: ArtifactStore) -> LoadedModel:
+    """Fetch a version's ONNX graph and feature spec, each verified against its recorded SHA-256."""
+    spec = FeatureSpec.model_validate_json(store.get_verified(version.artifacts["feature_spec"]))
+    model = OnnxChurnModel(store.get_verified(version.artifacts["onnx"]), spec)
+    return LoadedModel(version=version, spec=spec, model=model)
+
+
+class ModelProvider:
+    """The production model of one model name, as this execution environment currently serves it.
+
+    The production alias is re-read at most every `refresh_seconds`, so a deployment reaches warm containers
+    without redeploying the function. A version that fails to load (artifact missing or tampered with) is
+    refused and the model already loaded keeps serving.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        store: ArtifactStore,
+        model_name: str,
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._model_name = model_name
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._loaded: LoadedModel | None = None
+        self._checked_at = float("-inf")
+
+    def current(self) -> LoadedModel:
+        now = self._clock()
+        if self._loaded is None or now - self._checked_at >= self._refresh_seconds:
+            self._refresh(now)
+        if self._loaded is None:
+            raise ModelUnavailableError(field="model", message=f"no version of {self._model_name} is deployed")
+        return self._loaded
+
+    def current_version(self) -> str | None:
+        try:
+            return self.current().version.version
+        except ModelUnavailableError:
+            return None
+
+    def _refresh(self, now: float) -> None:
+        try:
+            alias = self._registry.get_production(self._model_name)
+        except (ClientError, BotoCoreError) as error:
+            if self._loaded is not None:
+                logger.warning("Registry unreachable; serving the loaded model", extra={"error": str(error)})
+                return
+            raise ModelUnavailableError(
+                field="model", message="the model registry is unreachable", retryable=True
+            ) from error
+        self._checked_at = now
+        if alias is None:
+            self._loaded = None
+            return
+        if self._loaded is not None and self._loaded.version.version == alias.version:
+            return
+        try:
+            self._loaded = load_model_version(self._registry.get(self._model_name, alias.version), self._store)
+            logger.info("Loaded model version", extra={"model_version": alias.version})
+        except (ArtifactIntegrityError, ModelNotFoundError, ClientError, BotoCoreError) as error:
+            logger.error("Refusing to load model version", extra={"model_version": alias.version, "error": str(error)})
+            if self._loaded is None:
+                raise ModelUnavailableError(
+                    field="model",
+                    message=f"model version {alias.version} could not be loaded",
+                    retryable=True,
+                ) from error
+
+
+def score_requests(requests: Sequence[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
+    """Score validated API requests with one vectorised pass through feature preparation and ONNX."""
+    columns = _columns_naming_the_bad_record(requests, loaded.spec)
+    probabilities, prepared = loaded.model.score_columns(columns)
+    threshold = loaded.version.threshold
+    decisions = probabilities >= threshold
+    return [
+        Prediction(
+            prediction_id=str(uuid.uuid4()),
+            customer_id=request.customer_id,
+            churn_probability=round(float(probabilities[row]), 6),
+            churn_prediction=bool(decisions[row]),
+            threshold=threshold,
+            model_version=loaded.version.version,
+            imputed_features=imputed_features(prepared, row),
+        )
+        for row, request in enumerate(requests)
+    ]
+
+
+def _columns_naming_the_bad_record(requests: Sequence[PredictRequest], spec: FeatureSpec) -> dict[str, np.ndarray]:
+    try:
+        return records_to_columns([r.features for r in requests], spec)
+    except FeatureValidationError:
+        if len(requests) == 1:
+            raise
+    for index, request in enumerate(requests):  # only on the error path: find which record is at fault
+        try:
+            records_to_columns([request.features], spec)
+        except FeatureValidationError as error:
+            raise FeatureValidationError(field=f"records[{index}].{error.field}", message=error.message) from None
+    raise AssertionError("a batch that fails validation has a record that fails it")  # pragma: no cover
+
+
+__all__ = ["LoadedModel", "ModelProvider", "load_model_version", "prepare_features", "score_requests"]

@@ -1,0 +1,43 @@
+"""Validated settings of every function, read from the environment the template gives it.
+
+Each handler builds its settings once per execution environment (cold start) through `load_settings`, so a
+missing or malformed variable fails the first invocation loudly instead of a later request obscurely.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _FunctionSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+
+class ModelStoreSettings(_FunctionSettings):
+    """Where model versions live: the registry table and the artifact bucket."""
+
+    model_name: str = Field(min_length=1)
+    registry_table: str = Field(min_length=1)
+    artifact_bucket: str = Field(min_length=1)
+
+
+class ScoringSettings(ModelStoreSettings):
+    model_refresh_seconds: float = Field(default=30.0, ge=0)
+
+
+class EnvironmentCheckSettings(ModelStoreSettings):
+    data_bucket: str = Field(min_length=1)
+    scoring_function_name: str = Field(min_length=1)
+
+
+class DataSettings(ModelStoreSettings):
+    data_bucket: str = Field(min_length=1)
+
+
+class SmokeTestSettings(ModelStoreSettings):
+    scoring_function_name: str = Field(min_length=1)
+
+
+def load_settings[SettingsT: _FunctionSettings](settings_type: type[SettingsT]) -> SettingsT:
+    return settings_type()  # type: ignore[call-arg]  # values come from the environment

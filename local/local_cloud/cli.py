@@ -1,0 +1,200 @@
+"""Command line of the local platform: `pilot`, `serve` and `score` (what `make pilot|serve|score` run).
+
+Everything runs on the embedded AWS (moto) with the real template, state machine and handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT_ROOT / "layers" / "platform"))  # the layer, as Lambda mounts it under /opt
+
+from local_cloud.platform import LocalPlatform, StateEvent  # noqa: E402
+from mlops.pilot import PilotInput, PilotTargets  # noqa: E402
+
+PILOT_STATE_MACHINE = "PilotStateMachine"
+# Local runs retry after 1 s instead of 2 s, and warm scoring containers re-read the production alias every second.
+LOCAL_PARAMETERS = {"RetryIntervalSeconds": "1", "ModelRefreshSeconds": "1"}
+
+
+def pilot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=PROJECT_ROOT / "data" / "telecom_churn.csv")
+    parser.add_argument("--schema", type=Path, default=PROJECT_ROOT / "data" / "telecom_churn.schema.json")
+    parser.add_argument("--output-dir", type=Path, default=PROJECT_ROOT / "out" / "pilot")
+    parser.add_argument("--output-file", type=Path, default=None, help="default: OUTPUT_DIR/pilot_results.json")
+    parser.add_argument("--target-accuracy", type=float, default=0.87)
+    parser.add_argument("--target-auc", type=float, default=0.87)
+    parser.add_argument("--max-latency", type=float, default=80.0, help="p95 scoring latency target in ms")
+    parser.add_argument("--smoke-test-calls", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the execution")
+    parser.add_argument("--verbose", action="store_true", help="show the functions' logs instead of a log file")
+
+
+@contextlib.contextmanager
+def functions_log(args: argparse.Namespace) -> Iterator[TextIO]:
+    """Send what the functions print (JSON logs and EMF metrics, as CloudWatch would hold them) to
+    OUTPUT_DIR/lambda.log for the whole command, and give back the console for progress lines."""
+    console = sys.stdout
+    if args.verbose:
+        yield console
+        return
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    with (args.output_dir / "lambda.log").open("w") as log, contextlib.redirect_stdout(log):
+        yield console
+
+
+def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO | None = None) -> dict[str, Any]:
+    """Upload the data, execute the pilot state machine, write pilot_results.json and the model files."""
+    console = console or sys.stdout
+    started = time.perf_counter()
+    s3 = platform.client("s3")
+    data_bucket = platform.stack.physical_id("DataBucket")
+    data_key = f"datasets/{args.data.name}"
+    schema_key = f"datasets/{args.schema.name}"
+    s3.put_object(Bucket=data_bucket, Key=data_key, Body=args.data.read_bytes())
+    s3.put_object(Bucket=data_bucket, Key=schema_key, Body=args.schema.read_bytes())
+    pilot_input = PilotInput(
+        data_key=data_key,
+        schema_key=schema_key,
+        targets=PilotTargets(accuracy=args.target_accuracy, auc_roc=args.target_auc, latency_p95_ms=args.max_latency),
+        seed=args.seed,
+        smoke_test_calls=args.smoke_test_calls,
+    )
+    print(
+        f"Pilot: {args.data.name} on the local stack (moto), state machine {PILOT_STATE_MACHINE}",
+        file=console,
+        flush=True,
+    )
+    arn = platform.start_execution(PILOT_STATE_MACHINE, pilot_input.model_dump(mode="json"))
+    result = platform.wait_for_execution(arn, timeout_s=args.timeout, on_state=lambda e: _print_state(e, console))
+    elapsed = time.perf_counter() - started
+
+    output = result.output or {}
+    results = pilot_results(result, output, elapsed)
+    output_dir: Path = args.output_dir
+    if results["model_version"] and results["status"] == "SUCCEEDED":
+        _download_model(platform, output["registration"]["artifacts"], output_dir / "model")
+    output_file = args.output_file or output_dir / "pilot_results.json"
+    output_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    _print_summary(results, output_file, console)
+    return results
+
+
+def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    criteria = (output.get("criteria") or {}).get("criteria", {})
+    registration = output.get("registration") or {}
+    deployment = output.get("deployment") or {}
+    passed = result.status == "SUCCEEDED" and bool(criteria) and all(c["passed"] for c in criteria.values())
+    return {
+        "status": "SUCCEEDED" if passed else "FAILED",
+        "execution_status": result.status,
+        "execution_time_s": round(elapsed_s, 3),
+        "execution_arn": result.execution_arn,
+        "error": None if passed else {"error": result.error, "cause": result.cause},
+        "model_version": registration.get("model_version"),
+        "deployment_id": deployment.get("deployment_id"),
+        "algorithm": (output.get("training") or {}).get("selected_algorithm"),
+        "metrics": (output.get("evaluation") or {}).get("metrics"),
+        "cv_auc": (output.get("training") or {}).get("cv_auc"),
+        "latency_ms": (output.get("smoke_test") or {}).get("latency_ms"),
+        "dataset": {k: v for k, v in (output.get("dataset") or {}).items() if k not in {"train", "test", "schema_ref"}},
+        "success_criteria": criteria,
+        "states": [
+            {"name": s.name, "status": s.status, "duration_s": round(s.duration_s, 3), "error": s.error}
+            for s in result.states
+        ],
+        "artifacts": registration.get("artifacts"),
+    }
+
+
+def _print_state(event: StateEvent, console: Any) -> None:
+    mark = "ok" if event.status == "SUCCEEDED" else event.status
+    detail = f"  ({event.error}: {event.cause})" if event.error else ""
+    print(f"  {event.name:<26} {mark:<10} {event.duration_s:7.2f} s{detail}", file=console, flush=True)
+
+
+def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> None:
+    lines = [f"Pilot {results['status']} in {results['execution_time_s']:.1f} s; model {results['model_version']}"]
+    lines += [
+        f"  {'PASS' if c['passed'] else 'FAIL'}  {name}: {c['value']} {c['comparison']} {c['target']}"
+        for name, c in results["success_criteria"].items()
+    ]
+    if results["error"]:
+        lines.append(f"  error: {results['error']}")
+    lines.append(f"Results: {output_file}")
+    print("\n".join(lines), file=console, flush=True)
+
+
+def _download_model(platform: LocalPlatform, artifacts: dict[str, Any], model_dir: Path) -> None:
+    from mlops.artifacts import ArtifactRef, ArtifactStore
+    from mlops.batch import MODEL_FILES
+
+    store = ArtifactStore(platform.stack.physical_id("ArtifactBucket"), platform.client("s3"))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for name, filename in MODEL_FILES.items():
+        (model_dir / filename).write_bytes(store.get_verified(ArtifactRef.model_validate(artifacts[name])))
+
+
+def cmd_pilot(args: argparse.Namespace) -> int:
+    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform, functions_log(args) as console:
+        results = run_pilot(platform, args, console)
+    return 0 if results["status"] == "SUCCEEDED" else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from local_cloud.api_server import serve
+
+    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform, functions_log(args) as console:
+        if not args.skip_pilot and run_pilot(platform, args, console)["status"] != "SUCCEEDED":
+            print("The pilot failed; serving anyway (the API answers 503 until a model is deployed).", file=console)
+        print(f"Serving the template's API on http://{args.host}:{args.port} (Ctrl-C stops)", file=console, flush=True)
+        serve(platform.api_app(), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from mlops.batch import load_model_dir, score_csv
+
+    loaded = load_model_dir(args.model_dir)
+    started = time.perf_counter()
+    rows = score_csv(loaded, args.input, args.output)
+    elapsed = time.perf_counter() - started
+    print(
+        f"Scored {rows} rows with model {loaded.version.version} in {elapsed:.2f} s "
+        f"({rows / max(elapsed, 1e-9):,.0f} rows/s) -> {args.output}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="local_cloud", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    pilot = commands.add_parser("pilot", help="run the pilot state machine end to end")
+    pilot_arguments(pilot)
+    pilot.set_defaults(run=cmd_pilot)
+    serve = commands.add_parser("serve", help="run the pilot, then serve the template's API routes")
+    pilot_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--skip-pilot", action="store_true", help="serve with no model deployed")
+    serve.set_defaults(run=cmd_serve)
+    score = commands.add_parser("score", help="batch-score a CSV with a pilot's model directory")
+    score.add_argument("--model-dir", type=Path, required=True)
+    score.add_argument("--input", type=Path, required=True)
+    score.add_argument("--output", type=Path, required=True)
+    score.set_defaults(run=cmd_score)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

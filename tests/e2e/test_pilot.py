@@ -1,0 +1,300 @@
+"""The whole pilot on the embedded AWS: the real template, state machine file and handlers.
+
+One pilot run on the telecom data is shared by the module's tests (it takes about half a minute); the
+failure tests start further executions on the same stack, with a fault injected into one step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+
+from helpers import PROJECT_ROOT, TELECOM_CSV, load_event, pilot_args
+from local_cloud.cli import LOCAL_PARAMETERS, cmd_score, pilot_results, run_pilot
+from local_cloud.platform import LocalPlatform
+from mlops.pilot import PilotInput
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_STATES = [
+    "ValidateEnvironment",
+    "PrepareData",
+    "TrainModel",
+    "EvaluateModel",
+    "QualityGate",
+    "RegisterModel",
+    "DeployModel",
+    "SmokeTest",
+    "ValidateSuccessCriteria",
+    "AllCriteriaMet",
+    "PilotSucceeded",
+]
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[LocalPlatform]:
+    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as local_platform:
+        yield local_platform
+
+
+@pytest.fixture(scope="module")
+def pilot(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    output_dir = tmp_path_factory.mktemp("pilot")
+    results = run_pilot(platform, pilot_args(output_dir))
+    return {"results": results, "output_dir": output_dir}
+
+
+@pytest.fixture(scope="module")
+def api(platform: LocalPlatform, pilot: dict[str, Any]) -> Client:
+    return Client(platform.api_app())
+
+
+def production_version(platform: LocalPlatform) -> str | None:
+    """The version production points at (the registry's alias), and, once warm containers have re-read the
+    alias (ModelRefreshSeconds is 1 s locally), the version /predict serves."""
+    api = Client(platform.api_app())
+    registered = api.get("/models").get_json()["production_version"]
+    time.sleep(float(LOCAL_PARAMETERS["ModelRefreshSeconds"]) + 0.1)
+    served = api.post("/predict", json=json.loads(load_event("predict_valid")["body"])).get_json()["model_version"]
+    assert served == registered
+    return registered
+
+
+# ------------------------------------------------------------------------------------------ the pilot run
+def test_the_pilot_succeeds_with_every_criterion_and_writes_its_results_file(pilot: dict[str, Any]) -> None:
+    results = pilot["results"]
+    written = json.loads((pilot["output_dir"] / "pilot_results.json").read_text())
+    assert written["status"] == results["status"] == "SUCCEEDED", results["error"]
+    for key in (
+        "execution_time_s",
+        "metrics",
+        "latency_ms",
+        "model_version",
+        "deployment_id",
+        "execution_arn",
+        "states",
+        "success_criteria",
+    ):
+        assert written[key], key
+    assert all(c["passed"] for c in written["success_criteria"].values())
+    assert [s["name"] for s in written["states"]] == EXPECTED_STATES
+    assert all(s["status"] == "SUCCEEDED" for s in written["states"])
+
+
+def test_the_selected_model_reaches_the_auc_target_on_the_held_out_split(pilot: dict[str, Any]) -> None:
+    metrics = pilot["results"]["metrics"]
+    assert metrics["roc_auc"] >= 0.93
+    assert metrics["n_samples"] == 800
+    assert set(pilot["results"]["cv_auc"]) >= {"random_forest", "gradient_boosting"}
+
+
+def test_the_smoke_test_measured_latency_over_200_calls(pilot: dict[str, Any]) -> None:
+    latency = pilot["results"]["latency_ms"]
+    assert latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    criterion = pilot["results"]["success_criteria"]["smoke_test_errors"]
+    assert criterion["value"] == 0
+
+
+def test_model_artifacts_are_written_and_match_their_recorded_digests(pilot: dict[str, Any]) -> None:
+    import hashlib
+
+    model_dir = pilot["output_dir"] / "model"
+    card = json.loads((model_dir / "model_card.json").read_text())
+    for name, filename in (
+        ("onnx", "model.onnx"),
+        ("sklearn", "model.skops"),
+        ("feature_spec", "feature_spec.json"),
+    ):
+        assert hashlib.sha256((model_dir / filename).read_bytes()).hexdigest() == card["artifacts"][name]["sha256"]
+    assert card["model_version"] == pilot["results"]["model_version"]
+    assert card["data"]["sha256"] == hashlib.sha256(TELECOM_CSV.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ serving
+def test_predict_serves_the_deployed_model(api: Client, pilot: dict[str, Any]) -> None:
+    event = load_event("predict_valid")
+    response = api.post("/predict", data=event["body"], content_type="application/json")
+    body = response.get_json()
+    assert response.status_code == 200, body
+    assert body["model_version"] == pilot["results"]["model_version"]
+    assert 0.0 <= body["churn_probability"] <= 1.0
+    assert body["churn_prediction"] == (body["churn_probability"] >= body["threshold"])
+    assert body["imputed_features"] == []
+    assert body["prediction_id"]
+
+
+def test_missing_and_unseen_features_are_imputed_and_listed(api: Client) -> None:
+    missing = api.post(
+        "/predict", data=load_event("predict_missing_features")["body"], content_type="application/json"
+    ).get_json()
+    assert "total_eve_minutes" in missing["imputed_features"]
+    assert "state" not in missing["imputed_features"]
+    unseen = api.post(
+        "/predict", data=load_event("predict_unseen_category")["body"], content_type="application/json"
+    ).get_json()
+    assert set(unseen["imputed_features"]) == {"state", "area_code"}
+
+
+@pytest.mark.parametrize(
+    ("event_name", "status", "field"),
+    [
+        ("predict_invalid_type", 422, "features.total_day_minutes"),
+        ("predict_unknown_feature", 422, "features.total_day_minute"),
+        ("predict_missing_customer_id", 422, "customer_id"),
+        ("predict_malformed_json", 400, "body"),
+        ("predict_batch_too_large", 422, "records"),
+    ],
+)
+def test_invalid_requests_get_a_4xx_json_error_naming_the_field(
+    platform: LocalPlatform, pilot: dict[str, Any], event_name: str, status: int, field: str
+) -> None:
+    # Given an invalid request event from events/ (the same file sam local invoke uses)
+    response = platform.runtime.invoke("ScoringFunction", load_event(event_name))
+    body = json.loads(response["body"])
+    # Then a 4xx with the error shape that names the field, and no stack trace
+    assert response["statusCode"] == status, body
+    assert field in [f["field"] for f in body["error"]["fields"]]
+    assert "Traceback" not in response["body"]
+
+
+def test_a_batch_error_names_the_record(api: Client) -> None:
+    batch = json.loads(load_event("predict_batch_valid")["body"])
+    batch["records"][3]["features"]["total_day_calls"] = float("inf")
+    response = api.post("/predict/batch", data=json.dumps(batch), content_type="application/json")
+    assert response.status_code == 422
+    assert response.get_json()["error"]["fields"][0]["field"] == "records[3].features.total_day_calls"
+
+
+def test_batch_predictions_equal_single_predictions(api: Client) -> None:
+    batch = json.loads(load_event("predict_batch_valid")["body"])
+    response = api.post("/predict/batch", json=batch).get_json()
+    singles = [api.post("/predict", json=record).get_json() for record in batch["records"]]
+    assert [p["churn_probability"] for p in response["predictions"]] == [s["churn_probability"] for s in singles]
+
+
+def test_health_and_models_report_the_serving_version(api: Client, pilot: dict[str, Any]) -> None:
+    version = pilot["results"]["model_version"]
+    assert api.get("/health").get_json() == {"status": "ok", "model_name": "churn", "model_version": version}
+    models = api.get("/models").get_json()
+    assert models["production_version"] == version
+    assert [m["status"] for m in models["models"] if m["version"] == version] == ["Deployed"]
+
+
+def test_make_score_writes_the_same_probabilities_as_the_api(
+    api: Client, pilot: dict[str, Any], tmp_path: Path
+) -> None:
+    # Given the first 50 telecom customers as a CSV
+    rows = list(csv.DictReader(TELECOM_CSV.open()))[:50]
+    input_csv = tmp_path / "input.csv"
+    with input_csv.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    # When scoring it with the pilot's model directory
+    output_csv = tmp_path / "scores.csv"
+    assert (
+        cmd_score(argparse.Namespace(model_dir=pilot["output_dir"] / "model", input=input_csv, output=output_csv)) == 0
+    )
+    scored = list(csv.DictReader(output_csv.open()))
+    # Then one row per input row, with the API's probabilities
+    assert [r["customer_id"] for r in scored] == [r["customer_id"] for r in rows]
+    numeric = {
+        k
+        for k in rows[0]
+        if k not in {"customer_id", "state", "area_code", "international_plan", "voice_mail_plan", "churn"}
+    }
+    for row, score in zip(rows[:10], scored[:10], strict=True):
+        features = {k: (float(v) if k in numeric else v) for k, v in row.items() if k not in {"customer_id", "churn"}}
+        api_probability = api.post("/predict", json={"customer_id": row["customer_id"], "features": features})
+        assert float(score["churn_probability"]) == pytest.approx(
+            api_probability.get_json()["churn_probability"], abs=1e-6
+        )
+        assert score["model_version"] == pilot["results"]["model_version"]
+
+
+# ------------------------------------------------------------------------------------------ failures
+def start_pilot(platform: LocalPlatform, **overrides: Any) -> Any:
+    pilot_input = PilotInput(
+        data_key="datasets/telecom_churn.csv",
+        schema_key="datasets/telecom_churn.schema.json",
+        smoke_test_calls=20,
+        **overrides,
+    )
+    arn = platform.start_execution("PilotStateMachine", pilot_input.model_dump(mode="json"))
+    return platform.wait_for_execution(arn, timeout_s=600)
+
+
+def failure_record(platform: LocalPlatform, execution_arn: str) -> dict[str, Any]:
+    table = platform.stack.physical_id("ModelRegistryTable")
+    name = execution_arn.rsplit(":", 1)[-1]
+    item = platform.client("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": "MODEL#churn"}, "sk": {"S": f"RUN#{name}"}}
+    )
+    return item["Item"]
+
+
+def test_a_failing_deploy_step_leaves_the_previous_model_serving(
+    platform: LocalPlatform, pilot: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the first pilot's model serving
+    serving = pilot["results"]["model_version"]
+    assert production_version(platform) == serving
+
+    # When a second pilot's deployment transaction fails
+    def failing_transaction(self: Any, writes: Any, model_name: str, expected_current: Any) -> None:
+        raise RuntimeError("injected: DynamoDB transaction failed")
+
+    monkeypatch.setattr("mlops.registry.ModelRegistry._transact", failing_transaction)
+    result = start_pilot(platform)
+
+    # Then the execution fails at DeployModel, the failure is recorded, and the old model still serves
+    assert result.status == "FAILED"
+    failed = [s for s in result.states if s.error]
+    assert failed[0].name == "DeployModel"
+    assert "RuntimeError" in failed[0].error
+    assert failure_record(platform, result.execution_arn)["error"]["S"] == "RuntimeError"
+    assert production_version(platform) == serving
+
+
+def test_a_failing_smoke_test_rolls_production_back_to_the_previous_model(
+    platform: LocalPlatform, pilot: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serving = pilot["results"]["model_version"]
+
+    # When the new model deploys but the smoke test then fails
+    def failing_summary(latencies: Any) -> Any:
+        raise RuntimeError("injected: smoke test failure")
+
+    monkeypatch.setattr("mlops.pilot.summarise_latency", failing_summary)
+    result = start_pilot(platform)
+
+    # Then it deployed, rolled back, and production serves the previous version again
+    names = [s.name for s in result.states]
+    assert result.status == "FAILED"
+    assert names.index("DeployModel") < names.index("SmokeTest") < names.index("RollBack")
+    rollback = next(s for s in result.states if s.name == "RollBack")
+    assert rollback.status == "SUCCEEDED"
+    assert production_version(platform) == serving
+
+
+def test_a_model_below_the_quality_targets_is_never_registered(platform: LocalPlatform, pilot: dict[str, Any]) -> None:
+    serving = pilot["results"]["model_version"]
+    result = start_pilot(platform, targets={"accuracy": 0.999, "auc_roc": 0.87, "latency_p95_ms": 80})
+    names = [s.name for s in result.states]
+    assert result.status == "FAILED"
+    assert "RegisterModel" not in names
+    assert "ModelBelowTargets" in names
+    assert failure_record(platform, result.execution_arn)["error"]["S"] == "ModelBelowTargets"
+    assert production_version(platform) == serving
+    # And the results file of such a run says why
+    results = pilot_results(result, result.output or {}, elapsed_s=1.0)
+    assert results["status"] == "FAILED"
+    assert results["error"]["error"]
