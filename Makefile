@@ -11,7 +11,7 @@ RUN := PYTHONPATH=local:layers/platform $(PY)
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build clean
+.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build events clean
 
 $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt functions/pipeline/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is required (e.g. pyenv install 3.13.0)"; exit 1; }
@@ -61,3 +61,6 @@ build: $(INSTALLED) $(SAM)  ## sam build of the zip functions and the layer, wit
 
 clean:
 	rm -rf .aws-sam out .pytest_cache
+
+events: $(INSTALLED)  ## rewrite events/pilot_step_*.json from a local pilot run
+	$(RUN) -m local_cloud.capture_events

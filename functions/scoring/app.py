@@ -20,7 +20,7 @@ from mlops.contracts import (
 )
 from mlops.observability import MetricUnit, instrumented_handler, metrics
 from mlops.registry import ModelRegistry
-from mlops.rest import create_rest_app
+from mlops.rest import create_rest_app, resolve_json_api
 from mlops.scoring import ModelProvider, score_requests
 from mlops.settings import ScoringSettings, load_settings
 
@@ -95,7 +95,7 @@ def _record_predictions(predictions: list[Prediction]) -> None:
 
 
 def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return resolve_json_api(app, event, context)
 
 
 handler = instrumented_handler(_resolve, api=True)

@@ -20,6 +20,7 @@ from werkzeug.test import Client
 from helpers import PROJECT_ROOT, TELECOM_CSV, load_event, pilot_args
 from local_cloud.cli import LOCAL_PARAMETERS, cmd_score, pilot_results, run_pilot
 from local_cloud.platform import LocalPlatform
+from mlops.errors import ModelNotFoundError
 from mlops.pilot import PilotInput
 
 pytestmark = pytest.mark.slow
@@ -298,3 +299,39 @@ def test_a_model_below_the_quality_targets_is_never_registered(platform: LocalPl
     results = pilot_results(result, result.output or {}, elapsed_s=1.0)
     assert results["status"] == "FAILED"
     assert results["error"]["error"]
+
+
+# ------------------------------------------------------------------------------------------ step events
+def test_the_environment_step_event_checks_every_resource(platform: LocalPlatform, pilot: dict[str, Any]) -> None:
+    # Given the event the ValidateEnvironment step received in a real run (events/, `make events`)
+    report = platform.runtime.invoke("ValidateEnvironmentFunction", load_event("pilot_step_validate_environment"))
+    # Then both buckets, the table, the scoring function and the data objects answered
+    assert len(report["checked"]) == 6
+    assert report["production_version"] == pilot["results"]["model_version"]
+
+
+def test_the_success_criteria_step_event_passes_and_a_slow_endpoint_fails_it(platform: LocalPlatform) -> None:
+    event = load_event("pilot_step_validate_success_criteria")
+    assert platform.runtime.invoke("ValidateCriteriaFunction", event)["all_passed"] is True
+    # When the smoke test had measured a p95 above the target
+    event["pilot"]["smoke_test"]["latency_ms"]["p95"] = event["pilot"]["targets"]["latency_p95_ms"] + 1
+    report = platform.runtime.invoke("ValidateCriteriaFunction", event)
+    assert report["all_passed"] is False
+    assert report["failed"] == ["latency_p95_ms"]
+
+
+def test_deploying_an_unknown_version_is_refused_and_changes_nothing(
+    platform: LocalPlatform, pilot: dict[str, Any]
+) -> None:
+    event = {**load_event("pilot_step_deploy_model"), "model_version": "v-does-not-exist"}
+    with pytest.raises(ModelNotFoundError):
+        platform.runtime.invoke("DeployModelFunction", event)
+    assert production_version(platform) == pilot["results"]["model_version"]
+
+
+def test_a_json_body_is_read_as_json_whatever_content_type_the_client_sends(api: Client) -> None:
+    # Given the body curl -d sends, with curl's default form content type
+    body = load_event("predict_valid")["body"]
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):
+        response = api.post("/predict", data=body, content_type=content_type)
+        assert response.status_code == 200, response.get_json()

@@ -101,6 +101,22 @@ def create_rest_app() -> APIGatewayRestResolver:
     return app
 
 
+def resolve_json_api(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Resolve an API Gateway event, reading every request body as JSON.
+
+    The API speaks only JSON, so the body is parsed as JSON whatever Content-Type the client sent
+    (`curl -d` sends form encoding), instead of being refused or parsed as a form.
+    """
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    json_event = {
+        **event,
+        "headers": {**headers, "Content-Type": "application/json"},
+        "multiValueHeaders": {**multi, "Content-Type": ["application/json"]},
+    }
+    return app.resolve(json_event, context)
+
+
 def _fields_of(problems: list[dict[str, Any]]) -> list[ErrorField]:
     fields: dict[str, ErrorField] = {}
     for problem in problems:
