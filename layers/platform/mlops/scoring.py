@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,7 +19,7 @@ from mlops.errors import (
     ModelNotFoundError,
     ModelUnavailableError,
 )
-from mlops.features import FeatureSpec, imputed_features, prepare_features, records_to_columns
+from mlops.features import FeatureSpec, PreparedFeatures, imputed_features, prepare_features, records_to_columns
 from mlops.inference import OnnxChurnModel
 from mlops.observability import logger
 from mlops.registry import ModelRegistry, ModelVersion
@@ -38,12 +39,21 @@ def load_model_version(version: ModelVersion, store: ArtifactStore) -> LoadedMod
     return LoadedModel(version=version, spec=spec, model=model)
 
 
-class ModelProvider:
+class VersionedModel(Protocol):
+    """Whatever a provider serves: a model loaded from one registered version."""
+
+    @property
+    def version(self) -> ModelVersion: ...
+
+
+class ModelProvider[ModelT: VersionedModel = LoadedModel]:
     """The production model of one model name, as this execution environment currently serves it.
 
     The production alias is re-read at most every `refresh_seconds`, so a deployment reaches warm containers
     without redeploying the function. A version that fails to load (artifact missing or tampered with) is
-    refused and the model already loaded keeps serving.
+    refused and the model already loaded keeps serving. `loader` turns a version into what the function
+    serves: the ONNX graph for scoring (the default), the scikit-learn model and its explainer for
+    explanations (`mlops.explain.load_explainable_version`), so both follow the same alias the same way.
     """
 
     def __init__(
@@ -53,18 +63,25 @@ class ModelProvider:
         model_name: str,
         refresh_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        loader: Callable[[ModelVersion, ArtifactStore], ModelT] = load_model_version,  # type: ignore[assignment]
     ) -> None:
         self._registry = registry
         self._store = store
         self._model_name = model_name
         self._refresh_seconds = refresh_seconds
         self._clock = clock
-        self._loaded: LoadedModel | None = None
+        self._loader = loader
+        self._loaded: ModelT | None = None
         self._checked_at = float("-inf")
 
-    def current(self) -> LoadedModel:
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    def current(self, *, recheck: bool = False) -> ModelT:
+        """The served model; `recheck` re-reads the alias now instead of waiting for the refresh interval."""
         now = self._clock()
-        if self._loaded is None or now - self._checked_at >= self._refresh_seconds:
+        if recheck or self._loaded is None or now - self._checked_at >= self._refresh_seconds:
             self._refresh(now)
         if self._loaded is None:
             raise ModelUnavailableError(field="model", message=f"no version of {self._model_name} is deployed")
@@ -93,7 +110,7 @@ class ModelProvider:
         if self._loaded is not None and self._loaded.version.version == alias.version:
             return
         try:
-            self._loaded = load_model_version(self._registry.get(self._model_name, alias.version), self._store)
+            self._loaded = self._loader(self._registry.get(self._model_name, alias.version), self._store)
             logger.info("Loaded model version", extra={"model_version": alias.version})
         except (ArtifactIntegrityError, ModelNotFoundError, ClientError, BotoCoreError) as error:
             logger.error("Refusing to load model version", extra={"model_version": alias.version, "error": str(error)})
@@ -107,11 +124,20 @@ class ModelProvider:
 
 def score_requests(requests: Sequence[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
     """Score validated API requests with one vectorised pass through feature preparation and ONNX."""
+    predictions, _ = score_and_prepare(requests, loaded)
+    return predictions
+
+
+def score_and_prepare(
+    requests: Sequence[PredictRequest], loaded: LoadedModel
+) -> tuple[list[Prediction], PreparedFeatures]:
+    """`score_requests`, also returning the prepared model inputs (explanations reuse them, so they explain
+    exactly the values /predict scored)."""
     columns = _columns_naming_the_bad_record(requests, loaded.spec)
     probabilities, prepared = loaded.model.score_columns(columns)
     threshold = loaded.version.threshold
     decisions = probabilities >= threshold
-    return [
+    predictions = [
         Prediction(
             prediction_id=str(uuid.uuid4()),
             customer_id=request.customer_id,
@@ -123,20 +149,26 @@ def score_requests(requests: Sequence[PredictRequest], loaded: LoadedModel) -> l
         )
         for row, request in enumerate(requests)
     ]
+    return predictions, prepared
 
 
 def _columns_naming_the_bad_record(requests: Sequence[PredictRequest], spec: FeatureSpec) -> dict[str, np.ndarray]:
     try:
         return records_to_columns([r.features for r in requests], spec)
-    except FeatureValidationError:
-        if len(requests) == 1:
+    except FeatureValidationError as error:
+        if len(requests) == 1 or error.record_index is None:
             raise
-    for index, request in enumerate(requests):  # only on the error path: find which record is at fault
-        try:
-            records_to_columns([request.features], spec)
-        except FeatureValidationError as error:
-            raise FeatureValidationError(field=f"records[{index}].{error.field}", message=error.message) from None
-    raise AssertionError("a batch that fails validation has a record that fails it")  # pragma: no cover
+        raise FeatureValidationError(
+            field=f"records[{error.record_index}].{error.field}", message=error.message
+        ) from None
 
 
-__all__ = ["LoadedModel", "ModelProvider", "load_model_version", "prepare_features", "score_requests"]
+__all__ = [
+    "LoadedModel",
+    "ModelProvider",
+    "VersionedModel",
+    "load_model_version",
+    "prepare_features",
+    "score_and_prepare",
+    "score_requests",
+]
