@@ -209,7 +209,8 @@ def test_ingesting_the_telecom_file_twice_changes_nothing_and_rebuilds_the_train
     assert set(ingest()) == {WriteOutcome.WRITTEN}
     assert set(ingest()) == {WriteOutcome.SKIPPED_NOT_NEWER}
     # Then every customer is online once, with the file's values
-    assert aws["dynamodb"].scan(TableName="features", Select="COUNT")["Count"] == 4000
+    pages = aws["dynamodb"].get_paginator("scan").paginate(TableName="features", Select="COUNT")
+    assert sum(page["Count"] for page in pages) == 4000
     sample = online.get(group, "C00011")
     expected = frame.set_index(schema.id_column).loc["C00011"]
     assert sample.values["number_customer_service_calls"] == expected["number_customer_service_calls"]
