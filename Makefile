@@ -11,9 +11,10 @@ RUN := PYTHONPATH=local:layers/platform $(PY)
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build events clean
+.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build events bench-explain clean
 
-$(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt functions/pipeline/requirements.txt
+$(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt layers/serving/requirements.txt \
+		layers/stats/requirements.txt functions/pipeline/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is required (e.g. pyenv install 3.13.0)"; exit 1; }
 	@test -x $(PY) || $(PY313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
@@ -64,3 +65,6 @@ clean:
 
 events: $(INSTALLED)  ## rewrite events/pilot_step_*.json from a local pilot run
 	$(RUN) -m local_cloud.capture_events
+
+bench-explain: $(INSTALLED)  ## explanation latency per row (single and 100-record batch), writes bench/explain_latency.json
+	PYTHONPATH=layers/platform $(PY) bench/explain_latency.py

@@ -51,6 +51,8 @@ def pilot_args(output_dir: Path, **overrides: Any) -> argparse.Namespace:
         target_accuracy=0.87,
         target_auc=0.87,
         max_latency=80.0,
+        target_impact=500_000.0,
+        baseline="service_calls_rule",
         smoke_test_calls=200,
         seed=42,
         timeout=600.0,

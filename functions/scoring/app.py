@@ -1,4 +1,8 @@
-"""Scoring API: POST /predict, POST /predict/batch, GET /health, GET /models."""
+"""Scoring API: POST /predict, POST /predict/batch, GET /health, GET /models.
+
+When an experiment splits the model's traffic (its running experiment in EXPERIMENTS_TABLE), each customer
+gets a variant and that variant's decision, and the first assignment is logged as an exposure.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ from mlops.contracts import (
     Prediction,
     PredictRequest,
 )
+from mlops.experiments.serving import RunningExperimentProvider, serve_experiment, service_calls_of
+from mlops.experiments.store import ExperimentStore
 from mlops.observability import MetricUnit, instrumented_handler, metrics
 from mlops.registry import ModelRegistry
 from mlops.rest import create_rest_app, resolve_json_api
-from mlops.scoring import ModelProvider, score_requests
+from mlops.scoring import LoadedModel, ModelProvider, score_and_prepare
 from mlops.settings import ScoringSettings, load_settings
 
 app = create_rest_app()
@@ -44,20 +50,39 @@ def _model_provider() -> ModelProvider:
     return ModelProvider(_registry(), store, settings.model_name, settings.model_refresh_seconds)
 
 
+@cache
+def _experiment_provider() -> RunningExperimentProvider | None:
+    settings = _settings()
+    if settings.experiments_table is None:
+        return None
+    store = ExperimentStore(settings.experiments_table, boto3.client("dynamodb"))
+    return RunningExperimentProvider(store, settings.model_name, settings.model_refresh_seconds)
+
+
 @app.post("/predict")
 def predict(request: PredictRequest) -> Prediction:
     loaded = _model_provider().current()
-    (prediction,) = score_requests([request], loaded)
-    _record_predictions([prediction])
+    (prediction,) = _score([request], loaded)
     return prediction
 
 
 @app.post("/predict/batch")
 def predict_batch(request: BatchPredictRequest) -> BatchPredictionResponse:
     loaded = _model_provider().current()
-    predictions = score_requests(request.records, loaded)
+    return BatchPredictionResponse(model_version=loaded.version.version, predictions=_score(request.records, loaded))
+
+
+def _score(requests: list[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
+    predictions, prepared = score_and_prepare(requests, loaded)
+    experiments = _experiment_provider()
+    running = experiments.current() if experiments else None
+    if running is not None and experiments is not None:
+        predictions, unlogged = serve_experiment(
+            predictions, service_calls_of(prepared.inputs), running, experiments.store
+        )
+        metrics.add_metric(name="ExperimentExposuresNotLogged", unit=MetricUnit.Count, value=unlogged)
     _record_predictions(predictions)
-    return BatchPredictionResponse(model_version=loaded.version.version, predictions=predictions)
+    return predictions
 
 
 @app.get("/health")

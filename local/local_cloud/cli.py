@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT / "layers" / "platform"))  # the layer, as Lambda mounts it under /opt
 
 from local_cloud.platform import LocalPlatform, StateEvent  # noqa: E402
-from mlops.pilot import PilotInput, PilotTargets  # noqa: E402
+from mlops.pilot import PilotExperimentInput, PilotInput, PilotTargets  # noqa: E402
 
 PILOT_STATE_MACHINE = "PilotStateMachine"
 # Local runs retry after 1 s instead of 2 s, and warm scoring containers re-read the production alias every second.
@@ -33,6 +33,15 @@ def pilot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-accuracy", type=float, default=0.87)
     parser.add_argument("--target-auc", type=float, default=0.87)
     parser.add_argument("--max-latency", type=float, default=80.0, help="p95 scoring latency target in ms")
+    parser.add_argument(
+        "--target-impact", type=float, default=500_000.0, help="least projected annual impact of the A/B test in USD"
+    )
+    parser.add_argument(
+        "--baseline",
+        choices=["service_calls_rule", "no_action"],
+        default="service_calls_rule",
+        help="what the A/B test's control serves (the rule needs number_customer_service_calls)",
+    )
     parser.add_argument("--smoke-test-calls", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the execution")
@@ -65,9 +74,15 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
     pilot_input = PilotInput(
         data_key=data_key,
         schema_key=schema_key,
-        targets=PilotTargets(accuracy=args.target_accuracy, auc_roc=args.target_auc, latency_p95_ms=args.max_latency),
+        targets=PilotTargets(
+            accuracy=args.target_accuracy,
+            auc_roc=args.target_auc,
+            latency_p95_ms=args.max_latency,
+            projected_annual_impact_usd=args.target_impact,
+        ),
         seed=args.seed,
         smoke_test_calls=args.smoke_test_calls,
+        experiment_design=PilotExperimentInput(baseline=args.baseline),
     )
     print(
         f"Pilot: {args.data.name} on the local stack (moto), state machine {PILOT_STATE_MACHINE}",
@@ -83,7 +98,11 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
     output_dir: Path = args.output_dir
     if results["model_version"] and results["status"] == "SUCCEEDED":
         _download_model(platform, output["registration"]["artifacts"], output_dir / "model")
+        # The report shows what the model card says about explanations (global SHAP importance).
+        card = json.loads((output_dir / "model" / "model_card.json").read_text())
+        results["explainability"] = card["explainability"]
     output_file = args.output_file or output_dir / "pilot_results.json"
+    output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
     _print_summary(results, output_file, console)
     return results
@@ -113,6 +132,21 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
             for s in result.states
         ],
         "artifacts": registration.get("artifacts"),
+        "experiment": experiment_results(output),
+    }
+
+
+def experiment_results(output: dict[str, Any]) -> dict[str, Any] | None:
+    """The A/B test of the run: the experiment, the simulated campaign's results and the business impact."""
+    started, campaign, error = output.get("experiment"), output.get("campaign") or {}, output.get("experiment_error")
+    if started is None and error is None:
+        return None
+    return {
+        **(started or {}),
+        "campaign": {k: campaign.get(k) for k in ("customers", "acceptance_seed", "variants")} if campaign else None,
+        "results": campaign.get("results"),
+        "business_impact": campaign.get("business_impact"),
+        "error": error,
     }
 
 
@@ -130,8 +164,36 @@ def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> 
     ]
     if results["error"]:
         lines.append(f"  error: {results['error']}")
+    lines += _experiment_summary(results.get("experiment"))
     lines.append(f"Results: {output_file}")
     print("\n".join(lines), file=console, flush=True)
+
+
+def _experiment_summary(experiment: dict[str, Any] | None) -> list[str]:
+    if not experiment or not experiment.get("results"):
+        return []
+    results, impact = experiment["results"], experiment["business_impact"]
+    primary = results["metrics"][0]
+    comparison = primary["comparisons"][0]
+    ci = comparison["confidence_interval"]
+    assumptions = impact["assumptions"]
+    low, high = (f"${v:,.0f}" if v is not None else "?" for v in impact["projected_annual_impact_ci_usd"])
+    measured = impact["measured_by_experiment"]
+    m_low, m_high = (f"${v:,.0f}" if v is not None else "?" for v in measured["projected_annual_impact_ci_usd"])
+    return [
+        f"A/B test {experiment['experiment_id']}: {results['units']} customers {results['sample_ratio']['observed']} "
+        f"(SRM p={results['sample_ratio']['p_value']:.3f})",
+        f"  {primary['metric']}: {comparison['treatment']} - {comparison['control']} = {comparison['difference']:+.4f} "
+        f"[{ci['low']:+.4f}, {ci['high']:+.4f}], p={comparison['p_value']:.4f}, "
+        f"always-valid p={comparison['sequential']['always_valid_p_value']:.4f}",
+        f"  projected annual impact ${impact['projected_annual_impact_usd']:,.0f} (95% CI {low} to {high}; "
+        f"as the experiment measures it, {measured['estimate']}: ${measured['projected_annual_impact_usd']:,.0f}, "
+        f"{m_low} to {m_high})",
+        f"  for {assumptions['customer_base']:,} customers at "
+        f"${assumptions['annual_value_per_customer_usd']:,.0f}/year, "
+        f"${assumptions['offer_cost_usd']:,.0f} per offer, {assumptions['offer_acceptance_rate']:.0%} of offered "
+        "would-be churners staying",
+    ]
 
 
 def _download_model(platform: LocalPlatform, artifacts: dict[str, Any], model_dir: Path) -> None:

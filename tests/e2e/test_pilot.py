@@ -36,6 +36,10 @@ EXPECTED_STATES = [
     "SmokeTest",
     "ValidateSuccessCriteria",
     "AllCriteriaMet",
+    "StartExperiment",
+    "RunRetentionCampaign",
+    "ValidateExperimentCriteria",
+    "ExperimentCriteriaMet",
     "PilotSucceeded",
 ]
 
@@ -83,8 +87,10 @@ def test_the_pilot_succeeds_with_every_criterion_and_writes_its_results_file(pil
         "execution_arn",
         "states",
         "success_criteria",
+        "experiment",
     ):
         assert written[key], key
+    assert {"ab_testing_ready", "projected_annual_impact_usd"} <= set(written["success_criteria"])
     assert all(c["passed"] for c in written["success_criteria"].values())
     assert [s["name"] for s in written["states"]] == EXPECTED_STATES
     assert all(s["status"] == "SUCCEEDED" for s in written["states"])
@@ -102,6 +108,82 @@ def test_the_smoke_test_measured_latency_over_200_calls(pilot: dict[str, Any]) -
     assert latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     criterion = pilot["results"]["success_criteria"]["smoke_test_errors"]
     assert criterion["value"] == 0
+
+
+def test_the_ab_test_ran_on_every_held_out_customer_with_a_sane_split_and_a_stated_impact(
+    pilot: dict[str, Any],
+) -> None:
+    experiment = pilot["results"]["experiment"]
+    results, impact = experiment["results"], experiment["business_impact"]
+    # Given the churn_model_v1_vs_baseline experiment, 50/50 between the baseline rule and the model
+    assert experiment["name"] == "churn_model_v1_vs_baseline"
+    assert {v["name"]: v["weight"] for v in experiment["variants"]} == {"baseline": 0.5, "model": 0.5}
+    assert experiment["error"] is None
+    # Then each of the 800 held-out customers was exposed once, and the split passed the SRM check
+    assert results["units"] == experiment["campaign"]["customers"] == 800
+    assert sum(results["sample_ratio"]["observed"].values()) == 800
+    assert results["sample_ratio"]["mismatch"] is False
+    # And each metric compares the model with the baseline: difference, interval, p-values, lift
+    assert [m["metric"] for m in results["metrics"]] == ["retained", "customer_value_usd", "offered"]
+    for metric in results["metrics"]:
+        comparison = metric["comparisons"][0]
+        assert (comparison["control"], comparison["treatment"]) == ("baseline", "model")
+        low, high = comparison["confidence_interval"]["low"], comparison["confidence_interval"]["high"]
+        assert low <= comparison["difference"] <= high
+        assert 0 <= comparison["p_value"] <= comparison["sequential"]["always_valid_p_value"] <= 1
+        assert comparison["relative_lift"] is not None
+    # And the model's offers keep more of the customers who were about to leave than the rule's
+    variants = experiment["campaign"]["variants"]
+    recall = {name: v["saved"] / v["would_churn"] for name, v in variants.items()}
+    assert recall["model"] > recall["baseline"]
+    # And the projected impact states its assumptions, lies in its interval, and is the per-customer value x base
+    assumptions = impact["assumptions"]
+    assert assumptions == {
+        "customer_base": 100_000,
+        "annual_value_per_customer_usd": 700.0,
+        "offer_cost_usd": 50.0,
+        "offer_acceptance_rate": 0.3,
+    }
+    low, high = impact["projected_annual_impact_ci_usd"]
+    assert low <= impact["projected_annual_impact_usd"] <= high
+    assert impact["projected_annual_impact_usd"] == pytest.approx(
+        impact["incremental_net_value_per_customer_usd"] * 100_000, rel=1e-3
+    )
+    # (revenue protected - offer cost, both incremental over the baseline)
+    assert impact["projected_annual_impact_usd"] == pytest.approx(
+        impact["projected_revenue_protected_usd"] - impact["projected_offer_cost_usd"], abs=1.0
+    )
+    # And the experiment's own observable estimate is reported beside it, with its interval
+    measured = impact["measured_by_experiment"]
+    assert measured["estimate"] == "cuped"
+    assert measured["projected_annual_impact_ci_usd"][0] <= measured["projected_annual_impact_usd"]
+    criterion = pilot["results"]["success_criteria"]["projected_annual_impact_usd"]
+    assert criterion["value"] == impact["projected_annual_impact_usd"]
+
+
+def test_predict_after_the_pilot_returns_the_customers_variant_and_its_decision(
+    api: Client, pilot: dict[str, Any]
+) -> None:
+    experiment_id = pilot["results"]["experiment"]["experiment_id"]
+    body = json.loads(load_event("predict_valid")["body"])
+    decisions = {}
+    for calls in (0, 5):
+        # Given customers with few and with many service calls, each asked twice
+        for customer in (f"C9{calls}{i:03d}" for i in range(40)):
+            request = {
+                "customer_id": customer,
+                "features": {**body["features"], "number_customer_service_calls": calls},
+            }
+            first, second = (api.post("/predict", json=request).get_json() for _ in range(2))
+            # Then each gets a variant of the running experiment, the same one every time
+            assert first["experiment_id"] == experiment_id
+            assert first["variant"] == second["variant"]
+            decisions.setdefault((first["variant"], calls), set()).add(first["churn_prediction"])
+            if first["variant"] == "model":
+                assert first["churn_prediction"] == (first["churn_probability"] >= first["threshold"])
+    # And the baseline variant serves the rule: churn exactly when there were more than 3 service calls
+    assert decisions[("baseline", 0)] == {False}
+    assert decisions[("baseline", 5)] == {True}
 
 
 def test_model_artifacts_are_written_and_match_their_recorded_digests(pilot: dict[str, Any]) -> None:
@@ -127,7 +209,9 @@ def test_predict_serves_the_deployed_model(api: Client, pilot: dict[str, Any]) -
     assert response.status_code == 200, body
     assert body["model_version"] == pilot["results"]["model_version"]
     assert 0.0 <= body["churn_probability"] <= 1.0
-    assert body["churn_prediction"] == (body["churn_probability"] >= body["threshold"])
+    # The pilot left its A/B test running: the decision is the customer's variant's (C00011 has 4 calls)
+    model_decision = body["churn_probability"] >= body["threshold"]
+    assert body["churn_prediction"] == (model_decision if body["variant"] == "model" else True)
     assert body["imputed_features"] == []
     assert body["prediction_id"]
 
@@ -335,3 +419,49 @@ def test_a_json_body_is_read_as_json_whatever_content_type_the_client_sends(api:
     for content_type in ("application/x-www-form-urlencoded", "text/plain"):
         response = api.post("/predict", data=body, content_type=content_type)
         assert response.status_code == 200, response.get_json()
+
+
+def test_a_failing_ab_test_fails_the_pilot_but_keeps_the_validated_model_serving(
+    platform: LocalPlatform, pilot: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the first pilot's experiment running, and a second pilot whose campaign step cannot read its data
+    def unreadable(*args: Any) -> Any:
+        raise RuntimeError("injected: test split unreadable")
+
+    monkeypatch.setattr("mlops.experiments.campaign.read_held_out", unreadable)
+    result = start_pilot(platform)
+
+    # Then the pilot fails on ab_testing_ready after the new model passed its own criteria ...
+    names = [s.name for s in result.states]
+    assert result.status == "FAILED"
+    assert "RollBack" not in names
+    assert names.index("AllCriteriaMet") < names.index("StartExperiment") < names.index("RunRetentionCampaign")
+    assert "ExperimentCriteriaNotMet" in names
+    output = pilot_results(result, result.output or {}, elapsed_s=1.0)
+    assert output["status"] == "FAILED"
+    assert failure_record(platform, result.execution_arn)["error"]["S"] == "ExperimentCriteriaNotMet"
+    assert "ab_testing_ready" in failure_record(platform, result.execution_arn)["cause"]["S"]
+    # ... the new version keeps serving (no rollback), and the first pilot's experiment was superseded
+    history = platform.client("stepfunctions").get_execution_history(executionArn=result.execution_arn)["events"]
+    started = next(
+        json.loads(e["stateExitedEventDetails"]["output"])
+        for e in history
+        if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "StartExperiment"
+    )["experiment"]
+    assert started["stopped_previous"] == pilot["results"]["experiment"]["experiment_id"]
+    registered = next(
+        json.loads(e["stateExitedEventDetails"]["output"])
+        for e in history
+        if e["type"] == "TaskStateExited" and e["stateExitedEventDetails"]["name"] == "RegisterModel"
+    )["registration"]["model_version"]
+    assert production_version(platform) == registered != pilot["results"]["model_version"]
+
+
+def test_the_results_show_the_global_importance_from_the_model_card(pilot: dict[str, Any]) -> None:
+    explainability = pilot["results"]["explainability"]
+    importance = explainability["global_importance"]
+    card = json.loads((pilot["output_dir"] / "model" / "model_card.json").read_text())
+    assert explainability == card["explainability"]
+    # Then every input feature is ranked, and the service calls the data is known for are among the top five
+    names = [entry["feature"] for entry in importance] if isinstance(importance, list) else list(importance)
+    assert "number_customer_service_calls" in names[:5]

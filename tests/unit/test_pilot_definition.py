@@ -59,7 +59,7 @@ def test_every_state_is_reachable_and_every_transition_exists(definition: dict) 
 
 def test_every_task_retries_transient_lambda_errors_with_backoff_and_catches(definition: dict) -> None:
     tasks = {n: s for n, s in definition["States"].items() if s["Type"] == "Task"}
-    assert len(tasks) >= 9
+    assert len(tasks) >= 12
     for name, task in tasks.items():
         retry = task["Retry"][0]
         assert retry["BackoffRate"] >= 2, name
@@ -81,6 +81,37 @@ def test_steps_after_deployment_started_roll_back_before_failing(definition: dic
     assert states["RecordFailure"]["Next"] == "PilotFailed"
 
 
+def reachable_from(definition: dict, start: str) -> set[str]:
+    states, seen, frontier = definition["States"], set(), [start]
+    while frontier:
+        name = frontier.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        frontier += [t for t in (state.get("Next"), state.get("Default")) if t]
+        frontier += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+    return seen
+
+
+def test_a_failing_ab_test_never_rolls_the_validated_model_back(definition: dict) -> None:
+    states = definition["States"]
+    # Given the A/B test steps, which start only once the model met its own criteria
+    assert states["AllCriteriaMet"]["Choices"][0]["Next"] == "StartExperiment"
+    assert states["AllCriteriaMet"]["Default"] == "CriteriaNotMet"
+    # Then their failures are caught into $.experiment_error and still reach the final criteria check ...
+    for name in ("StartExperiment", "RunRetentionCampaign"):
+        catch = states[name]["Catch"][0]
+        assert (catch["ResultPath"], catch["Next"]) == ("$.experiment_error", "ValidateExperimentCriteria"), name
+    assert states["ValidateExperimentCriteria"]["Parameters"]["stage"] == "experiment"
+    assert states["ExperimentCriteriaMet"]["Default"] == "ExperimentCriteriaNotMet"
+    # ... and from nowhere after the model's criteria can the execution reach RollBack
+    for name in ("StartExperiment", "RunRetentionCampaign", "ValidateExperimentCriteria", "ExperimentCriteriaNotMet"):
+        assert "RollBack" not in reachable_from(definition, name), name
+        assert "PilotFailed" in reachable_from(definition, name), name
+    assert "RollBack" in reachable_from(definition, "ValidateSuccessCriteria")
+
+
 def test_the_order_of_the_pilot_steps(definition: dict) -> None:
     order, name = [], definition["StartAt"]
     while name and definition["States"][name]["Type"] == "Task":
@@ -98,4 +129,7 @@ def test_the_order_of_the_pilot_steps(definition: dict) -> None:
         "DeployModel",
         "SmokeTest",
         "ValidateSuccessCriteria",
+        "StartExperiment",
+        "RunRetentionCampaign",
+        "ValidateExperimentCriteria",
     ]

@@ -6,7 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from helpers import load_template
-from mlops.settings import EnvironmentCheckSettings, ScoringSettings, SmokeTestSettings, load_settings
+from mlops.settings import (
+    CampaignSettings,
+    EnvironmentCheckSettings,
+    ExperimentsSettings,
+    PilotExperimentSettings,
+    ScoringSettings,
+    SmokeTestSettings,
+    load_settings,
+)
 
 SCORING_ENV = {"MODEL_NAME": "churn", "REGISTRY_TABLE": "registry", "ARTIFACT_BUCKET": "artifacts"}
 
@@ -46,6 +54,9 @@ def test_a_negative_refresh_interval_is_refused(monkeypatch: pytest.MonkeyPatch)
         ("ScoringFunction", ScoringSettings),
         ("ValidateEnvironmentFunction", EnvironmentCheckSettings),
         ("SmokeTestFunction", SmokeTestSettings),
+        ("ExperimentsFunction", ExperimentsSettings),
+        ("StartExperimentFunction", PilotExperimentSettings),
+        ("RetentionCampaignFunction", CampaignSettings),
     ],
 )
 def test_the_template_gives_each_function_every_setting_it_needs(function: str, settings_type: type) -> None:
@@ -58,3 +69,9 @@ def test_the_template_gives_each_function_every_setting_it_needs(function: str, 
     # Then every required field of its settings model is among them
     required = {name.upper() for name, field in settings_type.model_fields.items() if field.is_required()}
     assert required <= set(variables)
+
+
+def test_the_scoring_function_is_told_where_the_running_experiment_is() -> None:
+    # Without EXPERIMENTS_TABLE scoring would never serve a variant: the setting is optional, the template sets it
+    variables = load_template()["Resources"]["ScoringFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["EXPERIMENTS_TABLE"] == {"Ref": "ExperimentsTable"}

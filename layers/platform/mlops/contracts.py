@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -10,6 +10,9 @@ EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128, patter
 FeatureValue = float | int | str | bool | None
 
 MAX_BATCH_RECORDS = 1000
+MAX_EXPLAIN_BATCH_RECORDS = 100
+"""Smaller than a prediction batch: an explanation runs TreeSHAP over every tree and lists every feature."""
+MAX_REASONS = 5
 
 
 class PredictRequest(BaseModel):
@@ -36,11 +39,93 @@ class Prediction(BaseModel):
     threshold: float
     model_version: str
     imputed_features: list[str] = Field(description="Features that were missing or unseen and filled in.")
+    variant: str | None = Field(
+        default=None,
+        description="The customer's variant when an experiment splits this model's traffic (then churn_prediction "
+        "is that variant's decision; churn_probability is always the model's). null without a running experiment.",
+    )
+    experiment_id: str | None = None
 
 
 class BatchPredictionResponse(BaseModel):
     model_version: str
     predictions: list[Prediction]
+
+
+class ExplainRequest(PredictRequest):
+    """A /predict body, optionally naming the model version the caller expects to be explained."""
+
+    model_version: EntityId | None = Field(
+        default=None,
+        description="Refuse (409) unless this is the version production serves; omitted: the served version.",
+    )
+
+
+class BatchExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[PredictRequest] = Field(min_length=1, max_length=MAX_EXPLAIN_BATCH_RECORDS)
+    model_version: EntityId | None = Field(
+        default=None,
+        description="Refuse (409) unless this is the version production serves; omitted: the served version.",
+    )
+
+
+OutputSpace = Literal["log_odds", "probability"]
+SourceKind = Literal["raw", "one_hot", "derived"]
+
+
+class ContributionSource(BaseModel):
+    """One model input whose SHAP value (times ``share``) makes up part of an input feature's contribution."""
+
+    model_input: str
+    kind: SourceKind = Field(
+        description="raw: the feature itself; one_hot: all one-hot columns of this categorical, summed; "
+        "derived: a derived feature, split equally among its sources."
+    )
+    share: float = Field(description="Fraction of that model input's SHAP value attributed to this feature.")
+
+
+class FeatureContribution(BaseModel):
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    feature: str
+    value: float | str = Field(description="The value the model used (after imputation).")
+    imputed: bool
+    contribution: float = Field(description="SHAP contribution in `output_space` units.")
+    sources: list[ContributionSource] = Field(alias="from")
+
+
+class Reason(BaseModel):
+    feature: str
+    direction: Literal["raises", "lowers"]
+    text: str
+
+
+class Explanation(BaseModel):
+    explanation_id: str
+    customer_id: str
+    model_version: str
+    churn_probability: float = Field(description="The probability /predict serves for the same body.")
+    churn_prediction: bool
+    threshold: float
+    output_space: OutputSpace
+    base_value: float = Field(description="The model's expected output, in `output_space` units.")
+    model_output: float = Field(
+        description="The scikit-learn model's output in `output_space` units: base_value + every contribution."
+    )
+    contributions: list[FeatureContribution] = Field(description="Largest absolute contribution first.")
+    remaining_contribution: float = Field(
+        description="Sum of the contributions left out by `?top=N` (0 when every feature is listed)."
+    )
+    reasons: list[Reason]
+    imputed_features: list[str]
+    method: str
+
+
+class BatchExplanationResponse(BaseModel):
+    model_version: str
+    explanations: list[Explanation]
 
 
 class HealthResponse(BaseModel):

@@ -68,6 +68,12 @@ class ModelUnavailableError(DomainError):
         self.retryable = retryable
 
 
+class VersionNotDeployedError(DomainError):
+    """A request named a model version that production does not serve (explanations are of the served one)."""
+
+    code: ClassVar[str] = "VERSION_NOT_DEPLOYED"
+
+
 class InvalidTransitionError(DomainError):
     """A model version's status does not allow the requested change (e.g. deploying an unapproved model)."""
 
@@ -96,3 +102,15 @@ class SmokeTestError(DomainError):
     """The deployed endpoint did not serve the model version the pilot just deployed."""
 
     code: ClassVar[str] = "SMOKE_TEST_ERROR"
+
+
+class ExperimentNotFoundError(DomainError):
+    """No experiment has the requested id."""
+
+    code: ClassVar[str] = "EXPERIMENT_NOT_FOUND"
+
+
+class ExperimentConflictError(DomainError):
+    """The experiment's state does not allow the request (already exists, not running, model already split)."""
+
+    code: ClassVar[str] = "EXPERIMENT_CONFLICT"

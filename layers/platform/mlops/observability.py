@@ -8,6 +8,7 @@ its own botocore, about 31 MB, to the scoring layer).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,11 @@ def instrumented_handler(
     handler: Callable[[dict[str, Any], Any], Any], *, api: bool = False
 ) -> Callable[[dict[str, Any], Any], Any]:
     """Wrap a Lambda handler with the shared observability stack (API handlers take the API request id)."""
+    # Powertools reads the namespace from the environment when `metrics` is created. A process that imported
+    # this module before any function's environment was set (a test session, the local cloud) would flush
+    # metrics without one, which Powertools refuses: take it from the environment the handler is set up in.
+    if metrics.namespace is None:
+        metrics.namespace = os.getenv("POWERTOOLS_METRICS_NAMESPACE")
     correlation = correlation_paths.API_GATEWAY_REST if api else None
     wrapped = logger.inject_lambda_context(correlation_id_path=correlation, log_event=False, clear_state=True)(handler)
     return metrics.log_metrics(capture_cold_start_metric=True)(wrapped)

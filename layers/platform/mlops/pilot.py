@@ -11,12 +11,13 @@ import json
 import math
 import statistics
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.artifacts import ArtifactRef, ArtifactStore
 from mlops.errors import SmokeTestError
+from mlops.experiments.models import ExperimentResults, SampleSizePlan, VariantSpec
 from mlops.registry import ModelRegistry
 
 RUNS_PREFIX = "runs"
@@ -31,6 +32,47 @@ class PilotTargets(BaseModel):
     accuracy: float = Field(default=0.87, ge=0, le=1)
     auc_roc: float = Field(default=0.87, ge=0, le=1)
     latency_p95_ms: float = Field(default=80.0, gt=0)
+    projected_annual_impact_usd: float = Field(
+        default=500_000.0, description="Least projected yearly net value of the model's offers over the baseline's."
+    )
+
+
+class PilotExperimentInput(BaseModel):
+    """The A/B test the pilot starts once the model is deployed: the baseline rule against the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="churn_model_v1_vs_baseline", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
+    treatment_share: float = Field(default=0.5, gt=0, lt=1, description="Share of traffic served by the model.")
+    baseline: Literal["service_calls_rule", "no_action"] = Field(
+        default="service_calls_rule",
+        description="What the control serves: the rule (> 3 customer service calls, needs that column) or nothing.",
+    )
+    minimum_detectable_effect: float = Field(
+        default=0.02, gt=0, lt=1, description="Absolute change in the retention rate the plan is sized for."
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.8, gt=0.5, lt=1)
+
+
+class CampaignAssumptions(BaseModel):
+    """The business assumptions of the simulated retention campaign and of its projected impact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_base: int = Field(default=100_000, gt=0, description="Customers the impact is projected to.")
+    annual_value_per_customer_usd: float = Field(
+        default=700.0,
+        gt=0,
+        description="Revenue a retained customer brings in a year: about 12 x the data set's mean monthly "
+        "charges ($59.39).",
+    )
+    offer_cost_usd: float = Field(
+        default=50.0, ge=0, description="Cost of one retention offer (incentive and contact), paid for every offer."
+    )
+    offer_acceptance_rate: float = Field(
+        default=0.30, ge=0, le=1, description="Share of customers about to churn whom an offer keeps for a year."
+    )
 
 
 class PilotInput(BaseModel):
@@ -45,6 +87,8 @@ class PilotInput(BaseModel):
     test_size: float = Field(default=0.2, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=2, le=10)
     smoke_test_calls: int = Field(default=200, ge=1, le=5000)
+    experiment_design: PilotExperimentInput = Field(default_factory=PilotExperimentInput)
+    campaign_assumptions: CampaignAssumptions = Field(default_factory=CampaignAssumptions)
 
 
 class EnvironmentReport(BaseModel):
@@ -111,6 +155,66 @@ class SmokeTestReport(BaseModel):
     latency_ms: LatencySummary
 
 
+class ExperimentStartReport(BaseModel):
+    experiment_id: str
+    name: str
+    model_name: str
+    variants: list[VariantSpec]
+    plan: SampleSizePlan
+    stopped_previous: str | None = Field(description="The experiment this deployment superseded, if any.")
+
+
+class VariantOutcome(BaseModel):
+    """What one variant's offers did in the simulated campaign. `saved` and `revenue_protected_usd` use the
+    labels (who was about to churn), which only a simulation knows: they are the ground truth the A/B
+    estimate is checked against, not something the experiment measures."""
+
+    customers: int
+    offers: int
+    would_churn: int
+    saved: int
+    churned: int
+    revenue_protected_usd: float
+    offer_cost_usd: float
+    net_value_usd: float
+    net_value_per_customer_usd: float
+
+
+class MeasuredImpact(BaseModel):
+    """What the A/B test itself measures, without knowing who was about to churn: the difference in
+    `customer_value_usd` (annual value if retained - offer cost if offered) per customer, projected."""
+
+    estimate: Literal["cuped", "unadjusted"]
+    projected_annual_impact_usd: float
+    projected_annual_impact_ci_usd: tuple[float | None, float | None]
+    unadjusted_projected_annual_impact_usd: float
+    unadjusted_projected_annual_impact_ci_usd: tuple[float | None, float | None]
+
+
+class BusinessImpact(BaseModel):
+    """The model's offers against the baseline's: revenue protected minus offer cost per customer, model arm -
+    baseline arm, projected to the customer base for a year (with Welch's 95% interval over the customers)."""
+
+    assumptions: CampaignAssumptions
+    incremental_net_value_per_customer_usd: float
+    incremental_net_value_per_customer_ci_usd: tuple[float | None, float | None]
+    projected_annual_impact_usd: float
+    projected_annual_impact_ci_usd: tuple[float | None, float | None]
+    projected_revenue_protected_usd: float
+    projected_offer_cost_usd: float
+    measured_by_experiment: MeasuredImpact
+    method: str
+
+
+class CampaignReport(BaseModel):
+    experiment_id: str
+    customers: int
+    acceptance_seed: int
+    variants: dict[str, VariantOutcome]
+    results: ExperimentResults
+    business_impact: BusinessImpact
+
+
 class Criterion(BaseModel):
     value: float | bool | str | None
     target: float | bool | str | None
@@ -137,6 +241,19 @@ class PilotState(PilotInput):
     deployment: DeploymentReport | None = None
     smoke_test: SmokeTestReport | None = None
     criteria: CriteriaReport | None = None
+    experiment: ExperimentStartReport | None = None
+    campaign: CampaignReport | None = None
+    experiment_error: dict[str, Any] | None = None
+
+
+class CriteriaRequest(BaseModel):
+    """Input of the criteria step: "model" after the smoke test (a failure rolls back), "experiment" at the end
+    (every criterion; a failure there leaves the validated model serving)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pilot: PilotState
+    stage: Literal["model", "experiment"] = "model"
 
 
 class StepRequest(BaseModel):
@@ -305,7 +422,8 @@ def run_smoke_test(
     )
 
 
-def evaluate_success_criteria(state: PilotState) -> CriteriaReport:
+def evaluate_success_criteria(state: PilotState, stage: Literal["model", "experiment"] = "model") -> CriteriaReport:
+    """The model's criteria; at the "experiment" stage also the A/B test's (ready, projected impact)."""
     if state.evaluation is None or state.smoke_test is None or state.registration is None:
         raise ValueError("success criteria need the evaluation, registration and smoke_test sections")
     metrics = state.evaluation.metrics
@@ -340,8 +458,32 @@ def evaluate_success_criteria(state: PilotState) -> CriteriaReport:
             passed=smoke.served_version == state.registration.model_version,
         ),
     }
+    if stage == "experiment":
+        criteria |= _experiment_criteria(state)
     failed = [name for name, c in criteria.items() if not c.passed]
     return CriteriaReport(all_passed=not failed, criteria=criteria, failed=failed)
+
+
+def _experiment_criteria(state: PilotState) -> dict[str, Criterion]:
+    """Ready: the experiment runs on the model's traffic, every variant got units with a sane split, and its
+    results were computed. The impact is the campaign's measured incremental net value, projected."""
+    campaign = state.campaign
+    ready = (
+        state.experiment_error is None
+        and state.experiment is not None
+        and campaign is not None
+        and campaign.experiment_id == state.experiment.experiment_id
+        and all(n > 0 for n in campaign.results.sample_ratio.observed.values())
+        and not campaign.results.sample_ratio.mismatch
+    )
+    impact = campaign.business_impact.projected_annual_impact_usd if campaign else None
+    target = state.targets.projected_annual_impact_usd
+    return {
+        "ab_testing_ready": Criterion(value=ready, target=True, comparison="==", passed=ready),
+        "projected_annual_impact_usd": Criterion(
+            value=impact, target=target, comparison=">=", passed=impact is not None and impact >= target
+        ),
+    }
 
 
 def _at_least(value: float, target: float) -> Criterion:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from mlops.artifacts import ArtifactRef, ArtifactStore, sha256_hex
 from mlops.errors import DataValidationError, ParityError
+from mlops.explain import TreeShapExplainer, explainability_summary
 from mlops.export import dump_skops, export_onnx, load_skops, max_probability_difference
 from mlops.features import FeatureSpec, fit_feature_spec, prepare_features
 from mlops.inference import OnnxChurnModel
@@ -176,7 +177,9 @@ def register_model(
             f"{prefix}/feature_spec.json", spec.model_dump_json(by_alias=True).encode(), "application/json"
         ),
     }
-    card = model_card(request, model_name, version, spec, pipeline, stored, parity)
+    # Global importance on the held-out rows, with the same explainer the explain function serves.
+    explainability = explainability_summary(TreeShapExplainer(pipeline, spec), prepared)
+    card = model_card(request, model_name, version, spec, pipeline, stored, parity, explainability)
     stored["model_card"] = artifacts.put(
         f"{prefix}/model_card.json", json.dumps(card, indent=2).encode(), "application/json"
     )
@@ -262,7 +265,9 @@ def model_card(
     pipeline: Any,
     stored: dict[str, ArtifactRef],
     parity: float,
+    explainability: dict[str, Any],
 ) -> dict[str, Any]:
+    """The model card; `explainability` is `mlops.explain.explainability_summary` of the held-out split."""
     pilot = request.pilot
     dataset = request.require(pilot.dataset, "dataset")
     training = request.require(pilot.training, "training")
@@ -301,6 +306,7 @@ def model_card(
             },
             "high_value_threshold": spec.high_value_threshold,
         },
+        "explainability": explainability,
         "lineage": {"execution_arn": request.execution_id, "seed": pilot.seed, "cv_folds": pilot.cv_folds},
         "artifacts": {name: ref.model_dump() for name, ref in stored.items()},
         "limitations": [

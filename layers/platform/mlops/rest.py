@@ -19,11 +19,14 @@ from mlops.errors import (
     ArtifactIntegrityError,
     DeploymentConflictError,
     DomainError,
+    ExperimentConflictError,
+    ExperimentNotFoundError,
     FeatureValidationError,
     InvalidRequestError,
     InvalidTransitionError,
     ModelNotFoundError,
     ModelUnavailableError,
+    VersionNotDeployedError,
 )
 from mlops.observability import logger
 
@@ -33,6 +36,9 @@ _DOMAIN_ERRORS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     ModelNotFoundError: (HTTPStatus.NOT_FOUND, "model_not_found"),
     InvalidTransitionError: (HTTPStatus.CONFLICT, "invalid_transition"),
     DeploymentConflictError: (HTTPStatus.CONFLICT, "deployment_conflict"),
+    VersionNotDeployedError: (HTTPStatus.CONFLICT, "version_not_deployed"),
+    ExperimentNotFoundError: (HTTPStatus.NOT_FOUND, "experiment_not_found"),
+    ExperimentConflictError: (HTTPStatus.CONFLICT, "experiment_conflict"),
     ModelUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable"),
     ArtifactIntegrityError: (HTTPStatus.SERVICE_UNAVAILABLE, "artifact_integrity"),
 }

@@ -24,6 +24,30 @@ class ModelStoreSettings(_FunctionSettings):
 
 class ScoringSettings(ModelStoreSettings):
     model_refresh_seconds: float = Field(default=30.0, ge=0)
+    experiments_table: str | None = Field(
+        default=None, min_length=1, description="Where the running experiment of the model is (none: no A/B test)."
+    )
+
+
+class ExperimentsSettings(_FunctionSettings):
+    """The experiments API and the pilot's experiment step."""
+
+    model_name: str = Field(min_length=1)
+    experiments_table: str = Field(min_length=1)
+
+
+class PilotExperimentSettings(ModelStoreSettings):
+    """The pilot's experiment step: reads the run's schema, writes the experiment."""
+
+    experiments_table: str = Field(min_length=1)
+
+
+class CampaignSettings(ModelStoreSettings):
+    """The pilot's simulated retention campaign: reads the test split, calls scoring, writes outcomes."""
+
+    experiments_table: str = Field(min_length=1)
+    scoring_function_name: str = Field(min_length=1)
+    model_refresh_seconds: float = Field(default=30.0, ge=0)
 
 
 class EnvironmentCheckSettings(ModelStoreSettings):

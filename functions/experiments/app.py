@@ -1,0 +1,79 @@
+"""Experiments API: create, read, assign, record outcomes, analyse and stop A/B tests.
+
+POST /experiments, GET /experiments/{experiment_id}, POST /experiments/{experiment_id}/assign,
+POST /experiments/{experiment_id}/outcomes, GET /experiments/{experiment_id}/results,
+POST /experiments/{experiment_id}/stop.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops.experiments.models import (
+    Assignment,
+    AssignRequest,
+    Experiment,
+    ExperimentCreate,
+    ExperimentResults,
+    OutcomeRecorded,
+    OutcomeRequest,
+    StopRequest,
+)
+from mlops.experiments.service import ExperimentService
+from mlops.experiments.store import ExperimentStore
+from mlops.observability import MetricUnit, instrumented_handler, metrics
+from mlops.rest import create_rest_app, resolve_json_api
+from mlops.settings import ExperimentsSettings, load_settings
+
+app = create_rest_app()
+
+
+@cache
+def _service() -> ExperimentService:
+    settings = load_settings(ExperimentsSettings)
+    return ExperimentService(ExperimentStore(settings.experiments_table, boto3.client("dynamodb")))
+
+
+@app.post("/experiments")
+def create_experiment(request: ExperimentCreate) -> Response[Experiment]:
+    experiment = _service().create(request)
+    return Response(status_code=201, content_type="application/json", body=experiment)
+
+
+@app.get("/experiments/<experiment_id>")
+def get_experiment(experiment_id: str) -> Experiment:
+    return _service().get(experiment_id)
+
+
+@app.post("/experiments/<experiment_id>/assign")
+def assign(experiment_id: str, request: AssignRequest) -> Assignment:
+    assignment = _service().assign(experiment_id, request.unit_id)
+    metrics.add_metric(name="Exposures", unit=MetricUnit.Count, value=int(assignment.first_exposure))
+    return assignment
+
+
+@app.post("/experiments/<experiment_id>/outcomes")
+def record_outcome(experiment_id: str, request: OutcomeRequest) -> OutcomeRecorded:
+    return _service().record_outcome(experiment_id, request)
+
+
+@app.get("/experiments/<experiment_id>/results")
+def results(experiment_id: str) -> ExperimentResults:
+    return _service().results(experiment_id)
+
+
+@app.post("/experiments/<experiment_id>/stop")
+def stop(experiment_id: str, request: StopRequest | None = None) -> Experiment:
+    return _service().stop(experiment_id, request.reason if request else None)
+
+
+def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve_json_api(app, event, context)
+
+
+handler = instrumented_handler(_resolve, api=True)

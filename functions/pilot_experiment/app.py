@@ -1,0 +1,54 @@
+"""Pilot steps 9 and 10: start the A/B test on the deployed model, then run the simulated retention campaign.
+
+Two functions share this code (StartExperimentFunction: `start_experiment`, RetentionCampaignFunction:
+`run_retention_campaign`). A failure here leaves the validated model serving: the state machine catches it
+into `$.experiment_error` and the final criteria step reports `ab_testing_ready` as failed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mlops.artifacts import ArtifactStore
+from mlops.experiments.campaign import run_retention_campaign as run_campaign
+from mlops.experiments.campaign import start_pilot_experiment
+from mlops.experiments.store import ExperimentStore
+from mlops.observability import instrumented_handler, logger
+from mlops.pilot import StepRequest
+from mlops.settings import CampaignSettings, PilotExperimentSettings, load_settings
+
+
+@instrumented_handler
+def start_experiment(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = load_settings(PilotExperimentSettings)
+    request = StepRequest.model_validate(event)
+    store = ExperimentStore(settings.experiments_table, boto3.client("dynamodb"))
+    artifacts = ArtifactStore(settings.artifact_bucket, boto3.client("s3"))
+    report = start_pilot_experiment(request, artifacts, store, settings.model_name)
+    logger.info("Experiment started", extra=report.model_dump(include={"experiment_id", "stopped_previous"}))
+    return report.model_dump(mode="json")
+
+
+@instrumented_handler
+def run_retention_campaign(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = load_settings(CampaignSettings)
+    request = StepRequest.model_validate(event)
+    lambda_ = boto3.client("lambda")
+
+    def invoke_scoring(api_event: dict[str, Any]) -> dict[str, Any]:
+        response = lambda_.invoke(FunctionName=settings.scoring_function_name, Payload=json.dumps(api_event))
+        return json.loads(response["Payload"].read())
+
+    report = run_campaign(
+        request,
+        ArtifactStore(settings.artifact_bucket, boto3.client("s3")),
+        ExperimentStore(settings.experiments_table, boto3.client("dynamodb")),
+        invoke_scoring,
+        # Warm scoring containers see a new experiment within one refresh interval; leave room for two.
+        max_wait_seconds=2 * settings.model_refresh_seconds + 5,
+    )
+    return report.model_dump(mode="json")

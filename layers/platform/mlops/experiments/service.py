@@ -1,0 +1,109 @@
+"""What the experiments API does: create, read, assign, record outcomes, analyse and stop experiments."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from mlops.errors import ExperimentConflictError, InvalidRequestError
+from mlops.experiments.analysis import analyse, plan_sample_size
+from mlops.experiments.models import (
+    Assignment,
+    Experiment,
+    ExperimentCreate,
+    ExperimentResults,
+    ExperimentStatus,
+    MetricKind,
+    OutcomeRecorded,
+    OutcomeRequest,
+)
+from mlops.experiments.serving import assigner_of
+from mlops.experiments.store import ExperimentStore, utc_now
+
+
+def new_experiment(request: ExperimentCreate, now: str, make_id: Callable[[], str] | None = None) -> Experiment:
+    experiment_id = request.experiment_id or (make_id or _random_id)()
+    return Experiment.model_validate(
+        {
+            **request.model_dump(),
+            "experiment_id": experiment_id,
+            "control": request.control_name,
+            "status": ExperimentStatus.RUNNING,
+            # A salt of its own per experiment keeps assignments independent across experiments.
+            "salt": request.salt or f"{experiment_id}:{secrets.token_hex(8)}",
+            "created_at": now,
+            "plan": plan_sample_size(request),
+        }
+    )
+
+
+def _random_id() -> str:
+    return f"exp-{secrets.token_hex(8)}"
+
+
+class ExperimentService:
+    def __init__(self, store: ExperimentStore, clock: Callable[[], str] = utc_now) -> None:
+        self.store = store
+        self._clock = clock
+
+    def create(self, request: ExperimentCreate) -> Experiment:
+        experiment = new_experiment(request, self._clock())
+        self.store.create(experiment)
+        return experiment
+
+    def get(self, experiment_id: str) -> Experiment:
+        return self.store.get(experiment_id)
+
+    def assign(self, experiment_id: str, unit_id: str) -> Assignment:
+        """The unit's variant; its first assignment is logged as an exposure (once, however often it asks)."""
+        experiment = self.store.get(experiment_id)
+        if experiment.status is not ExperimentStatus.RUNNING:
+            raise ExperimentConflictError(
+                field="experiment_id", message=f"experiment {experiment_id} is {experiment.status.value}"
+            )
+        assigner = assigner_of(experiment)
+        bucket = assigner.bucket(unit_id)
+        variant = assigner.variant_of_bucket(bucket)
+        first = self.store.log_exposure(experiment_id, unit_id, variant)
+        return Assignment(
+            experiment_id=experiment_id, unit_id=unit_id, variant=variant, bucket=bucket, first_exposure=first
+        )
+
+    def record_outcome(self, experiment_id: str, outcome: OutcomeRequest) -> OutcomeRecorded:
+        """Accepted while running and after stopping (late outcomes are normal), only for exposed units."""
+        experiment = self.store.get(experiment_id)
+        kinds = {spec.name: spec.kind for spec, _ in experiment.metrics}
+        if experiment.cuped_covariate is not None:
+            kinds[experiment.cuped_covariate] = MetricKind.CONTINUOUS
+        if outcome.metric not in kinds:
+            raise InvalidRequestError(
+                field="metric", message=f"{outcome.metric!r} is not a metric of this experiment: {sorted(kinds)}"
+            )
+        if kinds[outcome.metric] is MetricKind.CONVERSION and outcome.value not in (0.0, 1.0):
+            raise InvalidRequestError(field="value", message="a conversion metric takes 0 or 1")
+        variant = self.store.exposure(experiment_id, outcome.unit_id)
+        if variant is None:
+            raise ExperimentConflictError(
+                field="unit_id", message=f"unit {outcome.unit_id} was never assigned in experiment {experiment_id}"
+            )
+        self.store.record_outcomes(experiment_id, [(outcome.unit_id, outcome.metric, outcome.value)])
+        return OutcomeRecorded(
+            experiment_id=experiment_id,
+            unit_id=outcome.unit_id,
+            metric=outcome.metric,
+            value=outcome.value,
+            variant=variant,
+        )
+
+    def results(self, experiment_id: str) -> ExperimentResults:
+        experiment = self.store.get(experiment_id)
+        return analyse(
+            experiment, self.store.exposures(experiment_id), self.store.outcomes(experiment_id), self._clock()
+        )
+
+    def stop(self, experiment_id: str, reason: str | None) -> Experiment:
+        """Stop it (idempotent: stopping a stopped experiment returns it unchanged)."""
+        experiment = self.store.get(experiment_id)
+        if experiment.status is ExperimentStatus.STOPPED:
+            return experiment
+        return self.store.stop(experiment, reason)

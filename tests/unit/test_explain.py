@@ -1,0 +1,388 @@
+"""TreeSHAP explanations (mlops.explain): additivity, the map back to input features, reasons, ?top=N, and the
+rule that only the served version is explained. Both candidates are trained on the telecom file through the
+real training code."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
+from mlops.artifacts import ArtifactStore
+from mlops.contracts import MAX_REASONS, Explanation, FeatureContribution, PredictRequest
+from mlops.errors import ArtifactIntegrityError, VersionNotDeployedError
+from mlops.explain import (
+    ExplainableModel,
+    explain_requests,
+    explainability_summary,
+    load_explainable_version,
+    reason,
+    served_model,
+)
+from mlops.export import dump_skops, export_onnx
+from mlops.features import DERIVED_BY_NAME, FeatureSpec, fit_feature_spec, prepare_features
+from mlops.registry import ModelStatus, ModelVersion, ProductionAlias
+from mlops.schema import DataSchema
+from mlops.scoring import ModelProvider
+from mlops.settings import ScoringSettings
+from mlops.training import (
+    CANDIDATES,
+    build_pipeline,
+    frame_to_columns,
+    labels,
+    prepared_to_frame,
+    read_dataset,
+    split_dataset,
+    train_and_select,
+)
+
+ADDITIVITY_TOLERANCE = 1e-6
+
+
+class InMemoryS3:
+    """The two S3 calls ArtifactStore makes, on a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_object(self, *, Key: str, Body: bytes, **_: Any) -> None:  # boto3's argument names
+        self.objects[Key] = Body
+
+    def get_object(self, *, Key: str, **_: Any) -> dict[str, Any]:
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def model_version(version: str, artifacts: dict[str, Any] | None = None) -> ModelVersion:
+    return ModelVersion(
+        model_name="churn",
+        version=version,
+        status=ModelStatus.DEPLOYED,
+        created_at="2026-11-24T00:00:00.000Z",
+        algorithm="gradient_boosting",
+        threshold=0.5,
+        metrics={},
+        artifacts=artifacts or {},
+        dataset_sha256="0" * 64,
+    )
+
+
+@dataclass
+class Telecom:
+    schema: DataSchema
+    data: pd.DataFrame
+    test: pd.DataFrame
+    spec: FeatureSpec
+    train: pd.DataFrame
+    pipelines: dict[str, Pipeline]
+    models: dict[str, ExplainableModel]
+
+
+def register(
+    pipeline: Pipeline, spec: FeatureSpec, version: str, s3: InMemoryS3 | None = None
+) -> tuple[ModelVersion, ArtifactStore]:
+    """Store a pipeline's artifacts as RegisterModel does, and describe the version that points at them."""
+    store = ArtifactStore("artifacts", s3 or InMemoryS3())
+    artifacts = {
+        "onnx": store.put(f"{version}/model.onnx", export_onnx(pipeline, spec)),
+        "sklearn": store.put(f"{version}/model.skops", dump_skops(pipeline)),
+        "feature_spec": store.put(f"{version}/feature_spec.json", spec.model_dump_json(by_alias=True).encode()),
+    }
+    return model_version(version, artifacts), store
+
+
+@pytest.fixture(scope="module")
+def telecom() -> Telecom:
+    schema = DataSchema.from_file(TELECOM_SCHEMA)
+    data = read_dataset(TELECOM_CSV, schema, require_target=True)
+    train, test = split_dataset(data, schema, test_size=0.2, seed=42)
+    spec = fit_feature_spec(frame_to_columns(train, schema), schema)
+    # One candidate at a time, so that each is refitted (2 folds: the CV score is not what is tested here).
+    pipelines = {
+        name: train_and_select(train, spec, seed=42, cv_folds=2, candidates={name: factory}).pipeline
+        for name, factory in CANDIDATES.items()
+    }
+    # Explained as served: through the registry's artifacts (ONNX, skops, spec), verified and loaded back
+    models = {name: load_explainable_version(*register(p, spec, f"v-{name}")) for name, p in pipelines.items()}
+    return Telecom(schema=schema, data=data, test=test, spec=spec, train=train, pipelines=pipelines, models=models)
+
+
+def requests_of(frame: pd.DataFrame, schema: DataSchema) -> list[PredictRequest]:
+    records = frame[[schema.id_column, *schema.feature_columns]].to_dict("records")
+    return [PredictRequest(customer_id=record.pop(schema.id_column), features=record) for record in records]
+
+
+def customer(telecom: Telecom, customer_id: str) -> PredictRequest:
+    (request,) = requests_of(telecom.data[telecom.data[telecom.schema.id_column] == customer_id], telecom.schema)
+    return request
+
+
+def explain_one(telecom: Telecom, request: PredictRequest, top: int | None = None) -> Explanation:
+    (explanation,) = explain_requests([request], telecom.models["gradient_boosting"], top=top)
+    return explanation
+
+
+# ------------------------------------------------------------------------------------------ fast tests
+
+
+def test_a_reason_is_a_short_sentence_in_the_output_space_units() -> None:
+    # Given contributions of a count, a categorical and a negligible amount
+    calls = FeatureContribution(
+        feature="number_customer_service_calls", value=4.0, imputed=False, contribution=1.517, sources=[]
+    )
+    plan = FeatureContribution(feature="international_plan", value="no", imputed=False, contribution=-0.21, sources=[])
+    tiny = FeatureContribution(feature="total_day_minutes", value=129.1, imputed=False, contribution=0.001, sources=[])
+    # When they are put into words / Then each says what, how much and which way, in the space's units
+    assert reason(calls, "log_odds").text == "customer service calls = 4 raises churn risk by 1.52 log-odds"
+    assert reason(plan, "probability").text == "international plan = no lowers churn probability by 0.21"
+    assert reason(plan, "probability").direction == "lowers"
+    assert reason(tiny, "log_odds").text == "total day minutes = 129.1 raises churn risk by less than 0.01 log-odds"
+
+
+def test_only_the_served_version_is_explained_and_a_fresh_deployment_is_seen_at_once() -> None:
+    # Given a provider serving v1 that re-reads the alias only every hour
+    versions = {name: model_version(name) for name in ("v1", "v2")}
+    alias = {"version": "v1"}
+    registry = SimpleNamespace(
+        get_production=lambda _: ProductionAlias(
+            model_name="churn", version=alias["version"], deployment_id="d", deployed_at="now"
+        ),
+        get=lambda _, version: versions[version],
+    )
+    provider = ModelProvider(
+        registry, None, "churn", 3600, clock=lambda: 0.0, loader=lambda version, _: SimpleNamespace(version=version)
+    )
+    assert served_model(provider, None).version.version == "v1"
+    # When v2 is deployed, within the refresh interval
+    alias["version"] = "v2"
+    # Then a request naming no version is still explained with v1 (the alias is not re-read yet)
+    assert served_model(provider, None).version.version == "v1"
+    # And a request naming v2 makes the alias re-read at once, and v2 is explained
+    assert served_model(provider, "v2").version.version == "v2"
+    # And a request naming the retired v1 is refused, naming both versions
+    with pytest.raises(VersionNotDeployedError, match=r"v1 is not deployed.*serves v2") as refused:
+        served_model(provider, "v1")
+    assert refused.value.field == "model_version"
+
+
+def test_the_template_gives_the_explain_function_its_settings_read_only_access_and_both_routes() -> None:
+    # Given the ExplainFunction of the template
+    template = load_template()
+    function = template["Resources"]["ExplainFunction"]
+    properties = function["Properties"]
+    global_variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    variables = {**global_variables, **properties["Environment"]["Variables"]}
+    # Then every required setting is set, and the alias is re-read as often as the scoring function does
+    required = {name.upper() for name, field in ScoringSettings.model_fields.items() if field.is_required()}
+    assert required <= set(variables)
+    scoring = template["Resources"]["ScoringFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["MODEL_REFRESH_SECONDS"] == scoring["MODEL_REFRESH_SECONDS"]
+    # And it may only read the registry and the artifacts
+    assert [next(iter(policy)) for policy in properties["Policies"]] == ["DynamoDBReadPolicy", "S3ReadPolicy"]
+    # And it is the image built from its Dockerfile, answering both routes of the API
+    assert properties["PackageType"] == "Image"
+    assert function["Metadata"]["Dockerfile"] == "functions/explain/Dockerfile"
+    routes = {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in properties["Events"].values()}
+    assert routes == {("/explain", "post"), ("/explain/batch", "post")}
+
+
+# ------------------------------------------------------------------------------------------ telecom
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("candidate", "output_space"), [("random_forest", "probability"), ("gradient_boosting", "log_odds")]
+)
+def test_contributions_add_up_to_the_model_output_on_every_held_out_row(
+    telecom: Telecom, candidate: str, output_space: str
+) -> None:
+    # Given every held-out customer sent as an API request
+    model = telecom.models[candidate]
+    requests = requests_of(telecom.test, telecom.schema)
+    # When all of them are explained
+    explanations = explain_requests(requests, model)
+    # Then base value + contributions equal the scikit-learn model's own output, computed independently
+    pipeline = telecom.pipelines[candidate]
+    prepared = prepare_features(frame_to_columns(telecom.test, telecom.schema), telecom.spec)
+    frame = prepared_to_frame(prepared)
+    pipeline_output = (
+        pipeline.decision_function(frame) if output_space == "log_odds" else pipeline.predict_proba(frame)[:, 1]
+    )
+    explained = np.array([e.base_value + sum(c.contribution for c in e.contributions) for e in explanations])
+    error = np.abs(explained - pipeline_output)
+    print(f"\n{candidate}: max additivity error {error.max():.2e} over {len(error)} rows")
+    assert len(explanations) == len(telecom.test) == 800
+    assert error.max() < ADDITIVITY_TOLERANCE
+    assert {e.output_space for e in explanations} == {output_space}
+    np.testing.assert_allclose([e.model_output for e in explanations], pipeline_output, rtol=0, atol=1e-12)
+    # And the probability is the one the served ONNX graph gives (what /predict answers, to 6 decimals)
+    probabilities = model.served.model.predict_proba(prepared)
+    served = np.array([e.churn_probability for e in explanations])
+    np.testing.assert_allclose(served, probabilities, rtol=0, atol=5e-7)
+    # And the output space maps to it: the logistic of the log-odds, or the probability itself (up to the
+    # float32 ONNX graph's difference from scikit-learn, below 1e-6, plus that rounding)
+    as_probability = 1 / (1 + np.exp(-pipeline_output)) if output_space == "log_odds" else pipeline_output
+    np.testing.assert_allclose(served, as_probability, rtol=0, atol=1.5e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("candidate", list(CANDIDATES))
+def test_the_explained_columns_are_exactly_what_the_pipeline_gives_its_classifier(
+    telecom: Telecom, candidate: str
+) -> None:
+    # Given the held-out rows, one of them with a state the encoder never saw (imputation would replace it)
+    prepared = prepare_features(frame_to_columns(telecom.test, telecom.schema), telecom.spec)
+    states = prepared.inputs["state"].copy()
+    states[0, 0] = "Atlantis"
+    prepared = prepared._replace(inputs={**prepared.inputs, "state": states})
+    # When the explainer builds the classifier's input columns itself
+    columns = telecom.models[candidate].explainer.model_columns(prepared)
+    # Then they equal the pipeline's own preprocessing, value for value
+    expected = telecom.pipelines[candidate].named_steps["preprocess"].transform(prepared_to_frame(prepared))
+    np.testing.assert_array_equal(columns, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("candidate", list(CANDIDATES))
+def test_contributions_cover_exactly_the_schema_input_features(telecom: Telecom, candidate: str) -> None:
+    # Given a customer / When explained
+    (explanation,) = explain_requests([customer(telecom, "C00011")], telecom.models[candidate])
+    features = [c.feature for c in explanation.contributions]
+    # Then every input feature of the schema appears once, no one-hot column or derived feature does
+    assert sorted(features) == sorted(telecom.schema.feature_columns)
+    assert len(features) == 19
+    # And they are sorted by magnitude, with nothing left out
+    magnitudes = [abs(c.contribution) for c in explanation.contributions]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    assert explanation.remaining_contribution == 0.0
+    # And each says where it came from: one-hot blocks for categoricals, equal shares of derived features
+    by_feature = {c.feature: c for c in explanation.contributions}
+    assert [s.model_dump() for s in by_feature["state"].sources] == [
+        {"model_input": "state", "kind": "one_hot", "share": 1.0}
+    ]
+    calls = {(s.model_input, s.kind, s.share) for s in by_feature["number_customer_service_calls"].sources}
+    assert calls == {("number_customer_service_calls", "raw", 1.0), ("high_service_calls", "derived", 1.0)}
+    assert ("total_minutes", "derived", 0.25) in {
+        (s.model_input, s.kind, s.share) for s in by_feature["total_day_minutes"].sources
+    }
+    for derived in telecom.spec.derived:
+        shares = [s.share for c in explanation.contributions for s in c.sources if s.model_input == derived]
+        assert len(shares) == len(DERIVED_BY_NAME[derived].sources)
+        assert sum(shares) == pytest.approx(1.0)
+    assert "split equally" in explanation.method
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("candidate", list(CANDIDATES))
+def test_a_frequent_caller_who_churned_is_explained_by_his_service_calls(telecom: Telecom, candidate: str) -> None:
+    # Given customer C00011: 4 customer service calls, and he churned
+    request = customer(telecom, "C00011")
+    assert request.features["number_customer_service_calls"] == 4
+    # When explained
+    (explanation,) = explain_requests([request], telecom.models[candidate])
+    # Then he is high risk and the first reason is his service calls, raising the risk
+    assert explanation.churn_prediction
+    top = explanation.reasons[0]
+    assert top.feature == "number_customer_service_calls"
+    assert top.direction == "raises"
+    assert top.text.startswith("customer service calls = 4 raises churn")
+    assert explanation.contributions[0].value == 4.0
+
+
+@pytest.mark.slow
+def test_reasons_are_the_five_largest_contributions_in_words(telecom: Telecom) -> None:
+    # Given a frequent caller / When explained by the gradient boosting model (log-odds)
+    explanation = explain_one(telecom, customer(telecom, "C00011"))
+    # Then the reasons are the five largest contributions, as short plain sentences
+    assert len(explanation.reasons) == MAX_REASONS
+    assert [r.feature for r in explanation.reasons] == [c.feature for c in explanation.contributions[:MAX_REASONS]]
+    for item, contribution in zip(explanation.reasons, explanation.contributions, strict=False):
+        label, _, rest = item.text.partition(" = ")
+        assert "_" not in label
+        assert len(item.text) < 80
+        assert item.direction == ("raises" if contribution.contribution > 0 else "lowers")
+        assert f"{item.direction} churn risk by {abs(contribution.contribution):.2f} log-odds" in rest
+    print("\n" + "\n".join(r.text for r in explanation.reasons))
+
+
+@pytest.mark.slow
+def test_top_n_keeps_the_largest_contributions_and_sums_up_the_rest(telecom: Telecom) -> None:
+    # Given one customer explained in full
+    request = customer(telecom, "C00011")
+    full = explain_one(telecom, request)
+    # When only the top 3 are asked for
+    top3 = explain_one(telecom, request, top=3)
+    # Then the list is the first 3 of the full list, and what was left out is summed, so the total still adds up
+    assert [c.feature for c in top3.contributions] == [c.feature for c in full.contributions[:3]]
+    assert top3.remaining_contribution == pytest.approx(sum(c.contribution for c in full.contributions[3:]), abs=1e-12)
+    listed = sum(c.contribution for c in top3.contributions)
+    assert top3.base_value + listed + top3.remaining_contribution == pytest.approx(top3.model_output, abs=1e-9)
+    assert len(top3.reasons) == 3
+    # And a top above the number of features lists them all
+    assert len(explain_one(telecom, request, top=100).contributions) == 19
+
+
+@pytest.mark.slow
+def test_missing_and_unseen_values_are_explained_with_the_value_the_model_used(telecom: Telecom) -> None:
+    # Given a customer without day minutes and from an unseen state
+    request = customer(telecom, "C00011")
+    features = {k: v for k, v in request.features.items() if k != "total_day_minutes"} | {"state": "Atlantis"}
+    # When explained
+    explanation = explain_one(telecom, PredictRequest(customer_id="C00011", features=features))
+    # Then both are flagged as imputed and carry the training median / mode the model saw
+    by_feature = {c.feature: c for c in explanation.contributions}
+    assert by_feature["total_day_minutes"].imputed
+    assert by_feature["total_day_minutes"].value == pytest.approx(telecom.spec.numeric_fill["total_day_minutes"])
+    assert by_feature["state"].imputed
+    assert by_feature["state"].value == telecom.spec.categorical_fill["state"]
+    assert explanation.imputed_features == ["state", "total_day_minutes"]
+    assert not by_feature["total_night_minutes"].imputed
+    assert by_feature["total_night_minutes"].value == 208.8
+
+
+@pytest.mark.slow
+def test_global_importance_ranks_every_input_feature(telecom: Telecom) -> None:
+    # Given the held-out split / When the model card's explainability section is computed
+    explainer = telecom.models["gradient_boosting"].explainer
+    summary = explainability_summary(
+        explainer, prepare_features(frame_to_columns(telecom.test, telecom.schema), telecom.spec)
+    )
+    importance = summary["global_importance"]
+    # Then every input feature is ranked by mean |contribution|, service calls among the most important
+    assert sorted(i["feature"] for i in importance) == sorted(telecom.schema.feature_columns)
+    values = [i["mean_abs_contribution"] for i in importance]
+    assert values == sorted(values, reverse=True)
+    assert "number_customer_service_calls" in [i["feature"] for i in importance[:3]]
+    assert summary["output_space"] == "log_odds"
+    assert summary["base_value"] == explainer.base_value
+    assert summary["rows"] == 800
+    assert summary["max_additivity_error"] < ADDITIVITY_TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # it only has to be refused
+def test_a_tampered_model_or_an_unsupported_classifier_is_refused(telecom: Telecom) -> None:
+    # Given a registered linear model (not a tree ensemble)
+    linear = build_pipeline(LogisticRegression(max_iter=50), telecom.spec)
+    frame = prepared_to_frame(prepare_features(frame_to_columns(telecom.train, telecom.schema), telecom.spec))
+    linear.fit(frame, labels(telecom.train, telecom.schema))
+    s3 = InMemoryS3()
+    version, store = register(linear, telecom.spec, "v-linear", s3)
+    # When it is loaded for explanations / Then TreeSHAP refuses it
+    with pytest.raises(ArtifactIntegrityError, match="do not support LogisticRegression"):
+        load_explainable_version(version, store)
+    # And a skops file overwritten after registration fails its SHA-256 check before anything is loaded
+    s3.objects[version.artifacts["sklearn"].key] = b"tampered"
+    with pytest.raises(ArtifactIntegrityError, match="SHA-256 mismatch"):
+        load_explainable_version(version, store)
+    # And a version registered without a scikit-learn model cannot be explained
+    without = version.model_copy(update={"artifacts": {k: v for k, v in version.artifacts.items() if k != "sklearn"}})
+    with pytest.raises(ArtifactIntegrityError, match="no scikit-learn model"):
+        load_explainable_version(without, store)
