@@ -7,7 +7,6 @@ into `$.experiment_error` and the final criteria step reports `ab_testing_ready`
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
@@ -18,7 +17,7 @@ from mlops.experiments.campaign import run_retention_campaign as run_campaign
 from mlops.experiments.campaign import start_pilot_experiment
 from mlops.experiments.store import ExperimentStore
 from mlops.observability import instrumented_handler, logger
-from mlops.pilot import StepRequest
+from mlops.pilot import StepRequest, lambda_api_invoker
 from mlops.settings import CampaignSettings, PilotExperimentSettings, load_settings
 
 
@@ -37,11 +36,7 @@ def start_experiment(event: dict[str, Any], context: LambdaContext) -> dict[str,
 def run_retention_campaign(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = load_settings(CampaignSettings)
     request = StepRequest.model_validate(event)
-    lambda_ = boto3.client("lambda")
-
-    def invoke_scoring(api_event: dict[str, Any]) -> dict[str, Any]:
-        response = lambda_.invoke(FunctionName=settings.scoring_function_name, Payload=json.dumps(api_event))
-        return json.loads(response["Payload"].read())
+    invoke_scoring = lambda_api_invoker(boto3.client("lambda"), settings.scoring_function_name)
 
     report = run_campaign(
         request,

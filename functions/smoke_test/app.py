@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import boto3
@@ -10,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.artifacts import ArtifactStore
 from mlops.observability import instrumented_handler, logger
-from mlops.pilot import StepRequest, run_smoke_test
+from mlops.pilot import StepRequest, lambda_api_invoker, run_smoke_test
 from mlops.settings import SmokeTestSettings, load_settings
 
 
@@ -18,11 +17,7 @@ from mlops.settings import SmokeTestSettings, load_settings
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = load_settings(SmokeTestSettings)
     request = StepRequest.model_validate(event)
-    lambda_ = boto3.client("lambda")
-
-    def invoke_scoring(api_event: dict[str, Any]) -> dict[str, Any]:
-        response = lambda_.invoke(FunctionName=settings.scoring_function_name, Payload=json.dumps(api_event))
-        return json.loads(response["Payload"].read())
+    invoke_scoring = lambda_api_invoker(boto3.client("lambda"), settings.scoring_function_name)
 
     report = run_smoke_test(request, ArtifactStore(settings.artifact_bucket, boto3.client("s3")), invoke_scoring)
     logger.info(

@@ -10,15 +10,14 @@ import argparse
 import csv
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from werkzeug.test import Client
 
-from helpers import PROJECT_ROOT, TELECOM_CSV, load_event, pilot_args
-from local_cloud.cli import LOCAL_PARAMETERS, cmd_score, pilot_results, run_pilot
+from helpers import TELECOM_CSV, load_event
+from local_cloud.cli import LOCAL_PARAMETERS, cmd_score, pilot_results
 from local_cloud.platform import LocalPlatform
 from mlops.errors import ModelNotFoundError
 from mlops.pilot import PilotInput
@@ -42,19 +41,6 @@ EXPECTED_STATES = [
     "ExperimentCriteriaMet",
     "PilotSucceeded",
 ]
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[LocalPlatform]:
-    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as local_platform:
-        yield local_platform
-
-
-@pytest.fixture(scope="module")
-def pilot(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    output_dir = tmp_path_factory.mktemp("pilot")
-    results = run_pilot(platform, pilot_args(output_dir))
-    return {"results": results, "output_dir": output_dir}
 
 
 @pytest.fixture(scope="module")

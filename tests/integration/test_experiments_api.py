@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from helpers import PROJECT_ROOT, load_event
-from local_cloud.cli import LOCAL_PARAMETERS
+from helpers import load_event
 from local_cloud.platform import LocalPlatform
 from mlops.experiments.statistics import sample_size_proportions
 
 FUNCTION = "ExperimentsFunction"
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[LocalPlatform]:
-    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as local_platform:
-        yield local_platform
 
 
 def invoke(platform: LocalPlatform, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -7,33 +7,17 @@ so it stays module-scoped here.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from werkzeug.test import Client
 
-from helpers import PROJECT_ROOT, load_event, pilot_args
-from local_cloud.cli import LOCAL_PARAMETERS, run_pilot
+from helpers import load_event
 from local_cloud.platform import LocalPlatform
 
 pytestmark = pytest.mark.slow
 
 TOLERANCE = 1e-6
-
-
-@pytest.fixture(scope="module")
-def platform() -> Iterator[LocalPlatform]:
-    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as local_platform:
-        yield local_platform
-
-
-@pytest.fixture(scope="module")
-def pilot(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    output_dir = tmp_path_factory.mktemp("pilot")
-    results = run_pilot(platform, pilot_args(output_dir))
-    assert results["status"] == "SUCCEEDED", results["error"]
-    return {"results": results, "output_dir": output_dir}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -376,6 +377,16 @@ def api_gateway_event(method: str, path: str, body: dict[str, Any] | None, reque
         "body": None if body is None else json.dumps(body),
         "isBase64Encoded": False,
     }
+
+
+def lambda_api_invoker(lambda_client: Any, function_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Call an API function directly with an API Gateway event (Lambda Invoke), returning its proxy response."""
+
+    def invoke(api_event: dict[str, Any]) -> dict[str, Any]:
+        response = lambda_client.invoke(FunctionName=function_name, Payload=json.dumps(api_event))
+        return json.loads(response["Payload"].read())
+
+    return invoke
 
 
 def run_smoke_test(
