@@ -52,7 +52,8 @@ def prepare_data(request: StepRequest, data: ArtifactStore, artifacts: ArtifactS
     raw = data.get_bytes(pilot.data_key)
     schema_bytes = data.get_bytes(pilot.schema_key)
     schema = DataSchema.from_json(schema_bytes)
-    frame = read_dataset(io.BytesIO(raw), schema)
+    # read_dataset refuses missing columns and text in numerical columns, naming the column
+    frame = read_dataset(io.BytesIO(raw), schema, require_target=True)
     frame, dropped = validate_dataset(frame, schema, min_per_class=2 * pilot.cv_folds)
     train, test = split_dataset(frame, schema, test_size=pilot.test_size, seed=pilot.seed)
     prefix = run_prefix(request.execution_name)
@@ -73,14 +74,8 @@ def prepare_data(request: StepRequest, data: ArtifactStore, artifacts: ArtifactS
 
 
 def validate_dataset(frame: pd.DataFrame, schema: DataSchema, min_per_class: int) -> tuple[pd.DataFrame, int]:
-    """Refuse data the pilot cannot learn from; drop rows without a label. Returns (frame, dropped rows)."""
-    required = [schema.id_column, schema.target, *schema.feature_columns]
-    missing_columns = [c for c in required if c not in frame.columns]
-    if missing_columns:
-        raise DataValidationError(field=missing_columns[0], message=f"columns missing from the data: {missing_columns}")
-    for column in schema.numerical:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            raise DataValidationError(field=column, message=f"numerical column {column} holds non-numeric values")
+    """Refuse data the pilot cannot learn from (duplicate ids, too few rows of a class); drop rows without a
+    label. Returns (frame, dropped rows). Columns and types were checked when the file was read."""
     labelled = frame[frame[schema.target].notna()]
     if labelled[schema.id_column].duplicated().any():
         duplicate = labelled[schema.id_column][labelled[schema.id_column].duplicated()].iloc[0]

@@ -19,7 +19,7 @@ from mlops.errors import (
     ModelNotFoundError,
     ModelUnavailableError,
 )
-from mlops.features import FeatureSpec, PreparedFeatures, imputed_features, prepare_features, records_to_columns
+from mlops.features import FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
 from mlops.inference import OnnxChurnModel
 from mlops.observability import logger
 from mlops.registry import ModelRegistry, ModelVersion
@@ -122,17 +122,11 @@ class ModelProvider[ModelT: VersionedModel = LoadedModel]:
                 ) from error
 
 
-def score_requests(requests: Sequence[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
-    """Score validated API requests with one vectorised pass through feature preparation and ONNX."""
-    predictions, _ = score_and_prepare(requests, loaded)
-    return predictions
-
-
 def score_and_prepare(
     requests: Sequence[PredictRequest], loaded: LoadedModel
 ) -> tuple[list[Prediction], PreparedFeatures]:
-    """`score_requests`, also returning the prepared model inputs (explanations reuse them, so they explain
-    exactly the values /predict scored)."""
+    """Score validated API requests with one vectorised pass through feature preparation and ONNX; the
+    prepared model inputs come back too (explanations reuse them, so they explain exactly what /predict scored)."""
     columns = _columns_naming_the_bad_record(requests, loaded.spec)
     probabilities, prepared = loaded.model.score_columns(columns)
     threshold = loaded.version.threshold
@@ -168,7 +162,5 @@ __all__ = [
     "ModelProvider",
     "VersionedModel",
     "load_model_version",
-    "prepare_features",
     "score_and_prepare",
-    "score_requests",
 ]

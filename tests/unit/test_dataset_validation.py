@@ -1,0 +1,43 @@
+"""The pilot's data checks: what it refuses to learn from, and the rows it drops."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from mlops.errors import DataValidationError
+from mlops.pilot_training import validate_dataset
+from mlops.schema import DataSchema
+from mlops.training import read_dataset
+
+SCHEMA = DataSchema(id_column="id", target="churn", positive_label="yes", numerical=["fee"], categorical=["plan"])
+
+
+def frame_of(rows: list[str]):
+    return read_dataset(io.StringIO("id,fee,plan,churn\n" + "\n".join(rows) + "\n"), SCHEMA, require_target=True)
+
+
+def test_rows_without_a_label_are_dropped_and_counted() -> None:
+    frame = frame_of([f"c{i},{i},a,{'yes' if i % 2 else 'no'}" for i in range(8)] + ["c9,1,a,"])
+    kept, dropped = validate_dataset(frame, SCHEMA, min_per_class=4)
+    assert (len(kept), dropped) == (8, 1)
+
+
+def test_duplicate_ids_are_refused_naming_the_id() -> None:
+    frame = frame_of(["c1,1,a,yes", "c1,2,a,no", "c2,3,b,no"])
+    with pytest.raises(DataValidationError, match="duplicate id 'c1'") as error:
+        validate_dataset(frame, SCHEMA, min_per_class=1)
+    assert error.value.field == "id"
+
+
+def test_too_few_rows_of_a_class_are_refused() -> None:
+    frame = frame_of(["c1,1,a,yes"] + [f"c{i},{i},a,no" for i in range(2, 12)])
+    with pytest.raises(DataValidationError, match="at least 4 rows of each class, got 1 positive"):
+        validate_dataset(frame, SCHEMA, min_per_class=4)
+
+
+def test_a_file_without_the_target_column_is_refused_when_read() -> None:
+    with pytest.raises(DataValidationError) as error:
+        read_dataset(io.StringIO("id,fee,plan\nc1,1,a\n"), SCHEMA, require_target=True)
+    assert error.value.field == "churn"
