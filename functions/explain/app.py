@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlops.artifacts import ArtifactStore
 from mlops.contracts import BatchExplainRequest, BatchExplanationResponse, ExplainRequest, Explanation
 from mlops.explain import ExplainableModel, explain_requests, load_explainable_version, served_model
+from mlops.feature_store import OnlineFeatureLookup, online_lookup
 from mlops.observability import MetricUnit, instrumented_handler, metrics
 from mlops.registry import ModelRegistry
 from mlops.rest import create_rest_app, resolve_json_api
@@ -50,10 +51,15 @@ def _model_provider() -> ModelProvider[ExplainableModel]:
     )
 
 
+@cache
+def _feature_lookup() -> OnlineFeatureLookup | None:
+    return online_lookup(load_settings(ScoringSettings), boto3.client("dynamodb"))
+
+
 @app.post("/explain")
 def explain(request: ExplainRequest, top: TopContributions = None) -> Explanation:
     model = served_model(_model_provider(), request.model_version)
-    (explanation,) = explain_requests([request], model, top=top)
+    (explanation,) = explain_requests([request], model, top=top, lookup=_feature_lookup())
     _record_explanations(1)
     return explanation
 
@@ -61,7 +67,7 @@ def explain(request: ExplainRequest, top: TopContributions = None) -> Explanatio
 @app.post("/explain/batch")
 def explain_batch(request: BatchExplainRequest, top: TopContributions = None) -> BatchExplanationResponse:
     model = served_model(_model_provider(), request.model_version)
-    explanations = explain_requests(request.records, model, top=top)
+    explanations = explain_requests(request.records, model, top=top, lookup=_feature_lookup())
     _record_explanations(len(explanations))
     return BatchExplanationResponse(model_version=model.version.version, explanations=explanations)
 

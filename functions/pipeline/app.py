@@ -9,10 +9,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import pilot_training
 from mlops.artifacts import ArtifactStore
+from mlops.feature_store import FeatureGroupCatalog, OnlineFeatureStore
 from mlops.observability import instrumented_handler, logger
+from mlops.offline_store import OfflineFeatureStore
 from mlops.pilot import StepRequest
 from mlops.registry import ModelRegistry
-from mlops.settings import DataSettings, ModelStoreSettings, load_settings
+from mlops.settings import DataSettings, IngestionSettings, ModelStoreSettings, load_settings
 
 
 def _artifacts(settings: ModelStoreSettings) -> ArtifactStore:
@@ -20,11 +22,32 @@ def _artifacts(settings: ModelStoreSettings) -> ArtifactStore:
 
 
 @instrumented_handler
+def ingest_features(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = load_settings(IngestionSettings)
+    request = StepRequest.model_validate(event)
+    dynamodb = boto3.client("dynamodb")
+    report = pilot_training.ingest_features(
+        request,
+        ArtifactStore(settings.data_bucket, boto3.client("s3")),
+        settings.feature_group,
+        settings.feature_ttl_seconds,
+        OnlineFeatureStore(settings.feature_store_table, dynamodb),
+        OfflineFeatureStore(settings.feature_store_bucket, boto3.client("s3")),
+        FeatureGroupCatalog(settings.feature_store_table, dynamodb),
+        workers=settings.ingest_write_concurrency,
+    )
+    logger.info("Features ingested", extra={"rows": report.rows, "written": report.written})
+    return report.model_dump(mode="json")
+
+
+@instrumented_handler
 def prepare_data(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = load_settings(DataSettings)
     request = StepRequest.model_validate(event)
+    s3 = boto3.client("s3")
+    offline = OfflineFeatureStore(settings.feature_store_bucket, s3) if settings.feature_store_bucket else None
     report = pilot_training.prepare_data(
-        request, ArtifactStore(settings.data_bucket, boto3.client("s3")), _artifacts(settings)
+        request, ArtifactStore(settings.data_bucket, s3), _artifacts(settings), offline
     )
     logger.info("Data prepared", extra={"rows": report.rows, "positive_rate": report.positive_rate})
     return report.model_dump(mode="json")

@@ -1,5 +1,8 @@
 """Scoring API: POST /predict, POST /predict/batch, GET /health, GET /models.
 
+A request may send only a customer id: its features come from the online feature store (FEATURE_STORE_TABLE),
+and features it does send override the stored ones; each prediction says where every input came from.
+
 When an experiment splits the model's traffic (its running experiment in EXPERIMENTS_TABLE), each customer
 gets a variant and that variant's decision, and the first assignment is logged as an exposure.
 """
@@ -24,6 +27,7 @@ from mlops.contracts import (
 )
 from mlops.experiments.serving import RunningExperimentProvider, serve_experiment, service_calls_of
 from mlops.experiments.store import ExperimentStore
+from mlops.feature_store import OnlineFeatureLookup, online_lookup
 from mlops.observability import MetricUnit, instrumented_handler, metrics
 from mlops.registry import ModelRegistry
 from mlops.rest import create_rest_app, resolve_json_api
@@ -51,6 +55,11 @@ def _model_provider() -> ModelProvider:
 
 
 @cache
+def _feature_lookup() -> OnlineFeatureLookup | None:
+    return online_lookup(_settings(), boto3.client("dynamodb"))
+
+
+@cache
 def _experiment_provider() -> RunningExperimentProvider | None:
     settings = _settings()
     if settings.experiments_table is None:
@@ -73,7 +82,7 @@ def predict_batch(request: BatchPredictRequest) -> BatchPredictionResponse:
 
 
 def _score(requests: list[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
-    predictions, prepared = score_and_prepare(requests, loaded)
+    predictions, prepared = score_and_prepare(requests, loaded, _feature_lookup())
     experiments = _experiment_provider()
     running = experiments.current() if experiments else None
     if running is not None and experiments is not None:

@@ -19,11 +19,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = StepRequest.model_validate(event)
     s3, dynamodb, lambda_ = boto3.client("s3"), boto3.client("dynamodb"), boto3.client("lambda")
     checked = []
-    for bucket in (settings.artifact_bucket, settings.data_bucket):
+    for bucket in (settings.artifact_bucket, settings.data_bucket, settings.feature_store_bucket):
         s3.head_bucket(Bucket=bucket)
         checked.append(f"s3://{bucket}")
-    dynamodb.describe_table(TableName=settings.registry_table)
-    checked.append(f"dynamodb:{settings.registry_table}")
+    for table in (settings.registry_table, settings.feature_store_table):
+        dynamodb.describe_table(TableName=table)
+        checked.append(f"dynamodb:{table}")
     state = lambda_.get_function_configuration(FunctionName=settings.scoring_function_name).get("State", "Active")
     if state not in {"Active", "Pending"}:
         raise RuntimeError(f"scoring function {settings.scoring_function_name} is {state}")

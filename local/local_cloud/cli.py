@@ -125,6 +125,7 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
         "metrics": (output.get("evaluation") or {}).get("metrics"),
         "cv_auc": (output.get("training") or {}).get("cv_auc"),
         "latency_ms": (output.get("smoke_test") or {}).get("latency_ms"),
+        "feature_store": output.get("features"),
         "dataset": {k: v for k, v in (output.get("dataset") or {}).items() if k not in {"train", "test", "schema_ref"}},
         "success_criteria": criteria,
         "states": [
@@ -164,6 +165,12 @@ def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> 
     ]
     if results["error"]:
         lines.append(f"  error: {results['error']}")
+    if features := results.get("feature_store"):
+        lines.append(
+            f"Feature store: {features['rows']} records of {features['feature_group']} ingested "
+            f"({features['written']} written online, {features['skipped_not_newer']} already current; "
+            f"{features['rows_per_second']:,.0f} rows/s)"
+        )
     lines += _experiment_summary(results.get("experiment"))
     lines.append(f"Results: {output_file}")
     print("\n".join(lines), file=console, flush=True)

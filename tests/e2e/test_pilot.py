@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 EXPECTED_STATES = [
     "ValidateEnvironment",
+    "IngestFeatures",
     "PrepareData",
     "TrainModel",
     "EvaluateModel",
@@ -80,6 +81,16 @@ def test_the_pilot_succeeds_with_every_criterion_and_writes_its_results_file(pil
     assert all(c["passed"] for c in written["success_criteria"].values())
     assert [s["name"] for s in written["states"]] == EXPECTED_STATES
     assert all(s["status"] == "SUCCEEDED" for s in written["states"])
+
+
+def test_the_pilot_ingests_the_file_into_the_feature_store_and_trains_from_it(pilot: dict[str, Any]) -> None:
+    # Every customer of the file is ingested once, and the training set is read back from the store
+    ingested = pilot["results"]["feature_store"]
+    assert (ingested["rows"], ingested["entities"], ingested["written"]) == (4000, 4000, 4000)
+    assert ingested["feature_group"] == "customer_behavior"
+    assert ingested["offline_parts_written"] == 1
+    assert pilot["results"]["dataset"]["feature_source"].startswith("feature store customer_behavior v1 as of")
+    assert pilot["results"]["dataset"]["rows"] == 4000
 
 
 def test_the_selected_model_reaches_the_auc_target_on_the_held_out_split(pilot: dict[str, Any]) -> None:
@@ -375,8 +386,8 @@ def test_a_model_below_the_quality_targets_is_never_registered(platform: LocalPl
 def test_the_environment_step_event_checks_every_resource(platform: LocalPlatform, pilot: dict[str, Any]) -> None:
     # Given the event the ValidateEnvironment step received in a real run (events/, `make events`)
     report = platform.runtime.invoke("ValidateEnvironmentFunction", load_event("pilot_step_validate_environment"))
-    # Then both buckets, the table, the scoring function and the data objects answered
-    assert len(report["checked"]) == 6
+    # Then the three buckets, both tables, the scoring function and the data objects answered
+    assert len(report["checked"]) == 8
     assert report["production_version"] == pilot["results"]["model_version"]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from helpers import load_event
+from helpers import TELECOM_CSV, load_event
 from local_cloud.platform import LocalPlatform
 
 pytestmark = pytest.mark.slow
@@ -127,8 +127,9 @@ def test_a_batch_is_explained_like_predict_batch_scores_it(platform: LocalPlatfo
 
 
 def test_a_batch_of_more_than_100_records_is_refused_naming_records(api: Client) -> None:
-    # Given 101 records / When explained as one batch
-    records = [{"customer_id": f"C{i:05d}", "features": {}} for i in range(101)]
+    # Given 101 stored customers sent by id / When explained as one batch
+    ids = [line.split(",", 1)[0] for line in TELECOM_CSV.read_text().splitlines()[1:102]]
+    records = [{"customer_id": customer_id} for customer_id in ids]
     response = api.post("/explain/batch", json={"records": records})
     # Then the batch is a validation error on `records`
     assert response.status_code == 422

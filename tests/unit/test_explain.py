@@ -184,8 +184,13 @@ def test_the_template_gives_the_explain_function_its_settings_read_only_access_a
     assert required <= set(variables)
     scoring = template["Resources"]["ScoringFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["MODEL_REFRESH_SECONDS"] == scoring["MODEL_REFRESH_SECONDS"]
-    # And it may only read the registry and the artifacts
-    assert [next(iter(policy)) for policy in properties["Policies"]] == ["DynamoDBReadPolicy", "S3ReadPolicy"]
+    # And it may only read the registry, the stored features and the artifacts
+    policies = [(next(iter(p)), next(iter(p.values()))) for p in properties["Policies"]]
+    assert policies == [
+        ("DynamoDBReadPolicy", {"TableName": {"Ref": "ModelRegistryTable"}}),
+        ("DynamoDBReadPolicy", {"TableName": {"Ref": "FeatureStoreTable"}}),
+        ("S3ReadPolicy", {"BucketName": {"Ref": "ArtifactBucket"}}),
+    ]
     # And it is the image built from its Dockerfile, answering both routes of the API
     assert properties["PackageType"] == "Image"
     assert function["Metadata"]["Dockerfile"] == "functions/explain/Dockerfile"

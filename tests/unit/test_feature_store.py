@@ -11,11 +11,28 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA
-from mlops.errors import FeatureValidationError, InvalidRequestError
-from mlops.feature_store import FeatureGroup, OnlineFeatureStore, WriteOutcome, feature_group_from_schema
+from mlops.errors import (
+    EntityNotFoundError,
+    FeatureGroupConflictError,
+    FeatureStoreUnavailableError,
+    FeatureValidationError,
+    InvalidRequestError,
+)
+from mlops.feature_ingestion import ingest_file, training_frame_from_store
+from mlops.feature_store import (
+    FeatureGroup,
+    FeatureGroupCatalog,
+    IncomingRecord,
+    IngestionReport,
+    OnlineFeatureLookup,
+    OnlineFeatureStore,
+    WriteOutcome,
+    feature_group_from_schema,
+)
 from mlops.offline_store import OfflineFeatureStore
 from mlops.schema import DataSchema
 from mlops.training import read_dataset
@@ -129,12 +146,86 @@ def test_unprocessed_keys_are_retried(aws: dict[str, Any], group: FeatureGroup) 
     assert throttled.calls == 2
 
 
-def test_deleting_a_customer_removes_the_online_record(aws: dict[str, Any], group: FeatureGroup) -> None:
+def test_deleting_a_customer_removes_the_online_record_and_records_the_deletion(
+    aws: dict[str, Any], group: FeatureGroup
+) -> None:
+    # Given a stored customer
     store = OnlineFeatureStore("features", aws["dynamodb"])
-    store.put_latest(group, "C1", {"calls": 1}, T0)
-    assert store.delete(group, "C1") is True
+    store.put_latest(group, "C1", {"calls": 1, "plan": "a"}, T0)
+    # When a data-subject request deletes it
+    deletion = store.delete(group, "C1", requested_by="arn:aws:iam::123:user/dpo", reason="data-subject request")
+    # Then the online record is gone and the deletion is on record, without any feature value
     assert store.get(group, "C1") is None
-    assert store.delete(group, "C1") is False
+    assert store.deletions(group.name) == [deletion]
+    assert deletion.entity_id == "C1"
+    assert deletion.requested_by.endswith("user/dpo")
+    assert "calls" not in deletion.model_dump_json()
+    # And deleting it again is a clear 404-type error, recording nothing
+    with pytest.raises(EntityNotFoundError, match="customer_id"):
+        store.delete(group, "C1", requested_by="x", reason="again")
+    assert len(store.deletions(group.name)) == 1
+    # And no later ingestion brings the erased customer back, however new its event
+    assert store.put_latest(group, "C1", {"calls": 2}, T0 + dt.timedelta(days=365)) is WriteOutcome.SKIPPED_NOT_NEWER
+    record = IncomingRecord(entity_id="C1", event_time=T0, values={"calls": 2})
+    assert store.put_latest_many(group, [record]) == {WriteOutcome.SKIPPED_NOT_NEWER: 1}
+    assert store.get(group, "C1") is None
+
+
+def test_bulk_ingestion_keeps_the_newest_record_per_entity(aws: dict[str, Any], group: FeatureGroup) -> None:
+    store = OnlineFeatureStore("features", aws["dynamodb"])
+    # Given a stored record of C1 at day 5
+    store.put_latest(group, "C1", {"calls": 5, "plan": "e"}, T0 + dt.timedelta(days=5))
+    # When a batch brings C1 at days 2 and 9 (out of order), an older C1 than stored, and C2 twice at one time
+    batch = [
+        IncomingRecord(entity_id="C1", event_time=T0 + dt.timedelta(days=9), values={"calls": 9, "plan": "i"}),
+        IncomingRecord(entity_id="C1", event_time=T0 + dt.timedelta(days=2), values={"calls": 2, "plan": "b"}),
+        IncomingRecord(entity_id="C2", event_time=T0, values={"calls": 1, "plan": "a"}),
+        IncomingRecord(entity_id="C2", event_time=T0, values={"calls": 1, "plan": "a"}),
+    ]
+    outcomes = store.put_latest_many(group, batch, workers=4)
+    # Then only the newest record of each entity is written
+    assert outcomes == {WriteOutcome.WRITTEN: 2, WriteOutcome.SKIPPED_NOT_NEWER: 2}
+    assert store.get(group, "C1").values == {"calls": 9.0, "plan": "i"}
+    # And sending the same batch again writes nothing
+    assert store.put_latest_many(group, batch) == {WriteOutcome.SKIPPED_NOT_NEWER: 4}
+
+
+def test_the_catalog_keeps_one_definition_per_group_version(aws: dict[str, Any], group: FeatureGroup) -> None:
+    catalog = FeatureGroupCatalog("features", aws["dynamodb"])
+    # Given no registration, the group is unknown
+    with pytest.raises(EntityNotFoundError, match="feature_group"):
+        catalog.latest(group.name)
+    # When registering it twice, then a second version
+    catalog.register(group)
+    catalog.register(group)
+    v2 = group.model_copy(update={"version": 2, "ttl_seconds": 60})
+    catalog.register(v2)
+    # Then the latest version is read back, and a changed definition under a used version is refused
+    assert catalog.latest(group.name) == v2
+    with pytest.raises(FeatureGroupConflictError, match="bump its version"):
+        catalog.register(group.model_copy(update={"ttl_seconds": 5}))
+
+
+def test_a_lookup_reads_any_number_of_ids_in_batches_of_100(aws: dict[str, Any], group: FeatureGroup) -> None:
+    store = OnlineFeatureStore("features", aws["dynamodb"])
+    FeatureGroupCatalog("features", aws["dynamodb"]).register(group)
+    store.put_latest_many(
+        group, [IncomingRecord(entity_id=f"C{i}", event_time=T0, values={"calls": i}) for i in range(250)]
+    )
+    lookup = OnlineFeatureLookup(store, FeatureGroupCatalog("features", aws["dynamodb"]), group.name, 60)
+    records = lookup.records([f"C{i}" for i in range(260)], features=["calls", "not_in_group"])
+    assert len(records) == 250
+    assert records["C249"].values == {"calls": 249.0}
+
+
+def test_a_failing_dynamodb_is_a_retryable_unavailable_error(group: FeatureGroup) -> None:
+    class Down:
+        def batch_get_item(self, **_: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "BatchGetItem")
+
+    with pytest.raises(FeatureStoreUnavailableError, match="ProvisionedThroughputExceeded") as raised:
+        OnlineFeatureStore("features", Down()).get(group, "C1")
+    assert raised.value.retryable
 
 
 def test_point_in_time_returns_the_values_valid_at_each_timestamp(aws: dict[str, Any], group: FeatureGroup) -> None:
@@ -182,9 +273,11 @@ def test_history_is_partitioned_by_event_date_and_append_only(aws: dict[str, Any
         }
     )
     first = offline.append(group, frame)
-    second = offline.append(group, frame)
     assert [k.split("/")[3] for k in first] == ["date=2026-11-01", "date=2026-11-02"]
-    assert set(first).isdisjoint(second)
+    # Appending the same records again adds nothing; new records add a part
+    assert offline.append(group, frame) == []
+    newer = frame.assign(event_time=T0 + dt.timedelta(days=1), calls=[5.0, 6.0])
+    assert [k.split("/")[3] for k in offline.append(group, newer)] == ["date=2026-11-02"]
     assert len(offline.history(group)) == 4
 
 
@@ -193,32 +286,39 @@ def test_ingesting_the_telecom_file_twice_changes_nothing_and_rebuilds_the_train
     # Given the 4,000-customer file as one snapshot
     schema = DataSchema.from_file(TELECOM_SCHEMA)
     group = feature_group_from_schema(schema)
-    frame = read_dataset(TELECOM_CSV, schema)
+    raw = TELECOM_CSV.read_bytes()
     online = OnlineFeatureStore("features", aws["dynamodb"])
     offline = OfflineFeatureStore("offline", aws["s3"])
-    snapshot = frame.rename(columns={schema.id_column: "entity_id"}).assign(event_time=T0)
+    catalog = FeatureGroupCatalog("features", aws["dynamodb"])
 
-    def ingest() -> list[WriteOutcome]:
-        offline.append(group, snapshot)
-        return [
-            online.put_latest(group, row["entity_id"], row, T0)
-            for row in snapshot[["entity_id", *schema.feature_columns]].to_dict("records")
-        ]
+    def ingest() -> IngestionReport:
+        return ingest_file(raw, "telecom_churn.csv", schema, group, T0, online, offline, catalog)
 
     # When ingesting it, then again
-    assert set(ingest()) == {WriteOutcome.WRITTEN}
-    assert set(ingest()) == {WriteOutcome.SKIPPED_NOT_NEWER}
-    # Then every customer is online once, with the file's values
-    pages = aws["dynamodb"].get_paginator("scan").paginate(TableName="features", Select="COUNT")
+    first, second = ingest(), ingest()
+    # Then every customer is written once, and the second run writes nothing online or offline
+    assert (first.rows, first.entities, first.written, first.offline_parts_written) == (4000, 4000, 4000, 1)
+    assert (second.written, second.skipped_not_newer, second.offline_parts_written) == (0, 4000, 0)
+    pages = (
+        aws["dynamodb"]
+        .get_paginator("scan")
+        .paginate(
+            TableName="features",
+            Select="COUNT",
+            FilterExpression="begins_with(pk, :fg)",
+            ExpressionAttributeValues={":fg": {"S": "FG#"}},
+        )
+    )
     assert sum(page["Count"] for page in pages) == 4000
+    frame = read_dataset(TELECOM_CSV, schema)
     sample = online.get(group, "C00011")
     expected = frame.set_index(schema.id_column).loc["C00011"]
     assert sample.values["number_customer_service_calls"] == expected["number_customer_service_calls"]
     assert sample.values["state"] == expected["state"]
-    # And the training set built through the store as of the snapshot equals the file
-    rebuilt = offline.point_in_time(group, snapshot[["entity_id", "event_time"]])
-    pd.testing.assert_frame_equal(
-        rebuilt[schema.feature_columns].reset_index(drop=True),
-        frame[schema.feature_columns].reset_index(drop=True),
-        check_dtype=False,
-    )
+    # And the training set built through the store as of the snapshot equals the one built from the file
+    rebuilt = training_frame_from_store(frame, schema, catalog.latest(group.name), T0, offline)
+    columns = [schema.id_column, *schema.feature_columns, schema.target]
+    pd.testing.assert_frame_equal(rebuilt[columns], frame[columns].reset_index(drop=True), check_dtype=False)
+    # But as of a moment before the snapshot the store knows nothing: no later value leaks into the past
+    before = training_frame_from_store(frame, schema, group, T0 - dt.timedelta(seconds=1), offline)
+    assert before[schema.feature_columns].isna().all().all()

@@ -75,7 +75,14 @@ def test_steps_after_deployment_started_roll_back_before_failing(definition: dic
     states = definition["States"]
     for name in ("DeployModel", "SmokeTest", "ValidateSuccessCriteria"):
         assert states[name]["Catch"][0]["Next"] == "RollBack"
-    for name in ("ValidateEnvironment", "PrepareData", "TrainModel", "EvaluateModel", "RegisterModel"):
+    for name in (
+        "ValidateEnvironment",
+        "IngestFeatures",
+        "PrepareData",
+        "TrainModel",
+        "EvaluateModel",
+        "RegisterModel",
+    ):
         assert states[name]["Catch"][0]["Next"] == "RecordFailure"
     assert states["RollBack"]["Next"] == "RecordFailure"
     assert states["RecordFailure"]["Next"] == "PilotFailed"
@@ -122,6 +129,7 @@ def test_the_order_of_the_pilot_steps(definition: dict) -> None:
             name = definition["States"][name]["Choices"][0]["Next"]
     assert order == [
         "ValidateEnvironment",
+        "IngestFeatures",
         "PrepareData",
         "TrainModel",
         "EvaluateModel",

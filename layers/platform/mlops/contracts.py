@@ -8,11 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 FeatureValue = float | int | str | bool | None
+FeatureSource = Literal["store", "request", "imputed"]
+FreshnessStatus = Literal["fresh", "stale"]
 
 MAX_BATCH_RECORDS = 1000
 MAX_EXPLAIN_BATCH_RECORDS = 100
 """Smaller than a prediction batch: an explanation runs TreeSHAP over every tree and lists every feature."""
 MAX_REASONS = 5
+MAX_FEATURE_BATCH_IDS = 100
 
 
 class PredictRequest(BaseModel):
@@ -39,6 +42,14 @@ class Prediction(BaseModel):
     threshold: float
     model_version: str
     imputed_features: list[str] = Field(description="Features that were missing or unseen and filled in.")
+    feature_sources: dict[str, FeatureSource] = Field(
+        default_factory=dict,
+        description="Where each model input came from: the request, the feature store, or imputation.",
+    )
+    feature_event_time: str | None = Field(
+        default=None, description="Observation time of the stored features used (null: none were used)."
+    )
+    feature_status: FreshnessStatus | None = Field(default=None, description="Freshness of the stored features used.")
     variant: str | None = Field(
         default=None,
         description="The customer's variant when an experiment splits this model's traffic (then churn_prediction "
@@ -120,6 +131,9 @@ class Explanation(BaseModel):
     )
     reasons: list[Reason]
     imputed_features: list[str]
+    feature_sources: dict[str, FeatureSource] = Field(
+        default_factory=dict, description="Where each input came from, as in /predict."
+    )
     method: str
 
 
@@ -164,3 +178,34 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class FeatureRecordResponse(BaseModel):
+    customer_id: str
+    feature_group: str
+    group_version: int
+    event_time: str = Field(description="When the values were observed (ISO 8601, UTC).")
+    status: FreshnessStatus = Field(description="stale when older than the group's freshness window (TTL).")
+    values: dict[str, float | str | None]
+
+
+class BatchFeatureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[EntityId] = Field(min_length=1, max_length=MAX_FEATURE_BATCH_IDS)
+    features: list[str] | None = Field(default=None, min_length=1, description="Only these features (default all).")
+
+
+class BatchFeatureResponse(BaseModel):
+    feature_group: str
+    group_version: int
+    records: list[FeatureRecordResponse] = Field(description="In the order of the request; unknown ids left out.")
+    missing: list[str] = Field(description="Requested ids the store holds no record of.")
+
+
+class FeatureDeletionResponse(BaseModel):
+    customer_id: str
+    feature_group: str
+    deleted: bool
+    deletion_id: str = Field(description="The id of the recorded deletion (a data-subject request).")
+    requested_at: str

@@ -114,3 +114,24 @@ class ExperimentConflictError(DomainError):
     """The experiment's state does not allow the request (already exists, not running, model already split)."""
 
     code: ClassVar[str] = "EXPERIMENT_CONFLICT"
+
+
+class EntityNotFoundError(DomainError):
+    """The feature store holds no record of the requested entity (or its feature group was never ingested)."""
+
+    code: ClassVar[str] = "ENTITY_NOT_FOUND"
+
+
+class FeatureGroupConflictError(DomainError):
+    """A feature group version is already registered with a different definition: bump its version instead."""
+
+    code: ClassVar[str] = "FEATURE_GROUP_CONFLICT"
+
+
+class FeatureStoreUnavailableError(DomainError):
+    """The online feature store did not answer (after retries)."""
+
+    code: ClassVar[str] = "FEATURE_STORE_UNAVAILABLE"
+
+    def __init__(self, field: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(field, message, retryable=retryable)

@@ -54,6 +54,7 @@ from mlops.contracts import (
 )
 from mlops.errors import ArtifactIntegrityError, VersionNotDeployedError
 from mlops.export import load_skops
+from mlops.feature_store import OnlineFeatureLookup
 from mlops.features import DERIVED_BY_NAME, FeatureSpec, PreparedFeatures
 from mlops.registry import ModelVersion
 from mlops.scoring import LoadedModel, ModelProvider, load_model_version, score_and_prepare
@@ -269,10 +270,15 @@ def served_model(provider: ModelProvider[ExplainableModel], requested_version: s
 
 
 def explain_requests(
-    requests: Sequence[PredictRequest], model: ExplainableModel, *, top: int | None = None
+    requests: Sequence[PredictRequest],
+    model: ExplainableModel,
+    *,
+    top: int | None = None,
+    lookup: OnlineFeatureLookup | None = None,
 ) -> list[Explanation]:
-    """Explain validated API requests in one vectorised pass; ``top`` keeps the N largest contributions."""
-    predictions, prepared = score_and_prepare(requests, model.served)
+    """Explain validated API requests in one vectorised pass; ``top`` keeps the N largest contributions.
+    Missing features come from the online store as for /predict (``lookup``)."""
+    predictions, prepared = score_and_prepare(requests, model.served, lookup)
     explainer = model.explainer
     attributions = explainer.attribute(prepared)
     values = explainer.input_values(prepared)
@@ -307,6 +313,7 @@ def explain_requests(
                 remaining_contribution=float(contributions[left_out].sum()),
                 reasons=[reason(item, explainer.output_space) for item in features[:MAX_REASONS]],
                 imputed_features=prediction.imputed_features,
+                feature_sources=prediction.feature_sources,
                 method=explainer.method,
             )
         )

@@ -15,19 +15,37 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.errors import FeatureValidationError, InvalidRequestError
+from mlops.errors import (
+    EntityNotFoundError,
+    FeatureGroupConflictError,
+    FeatureStoreUnavailableError,
+    FeatureValidationError,
+    InvalidRequestError,
+)
 from mlops.schema import DataSchema
+
+if TYPE_CHECKING:
+    from mlops.settings import FeatureLookupSettings
 
 MAX_BATCH_IDS = 100
 _EVENT_TIME = "event_time"  # attribute holding the record's event time (epoch milliseconds)
-_RESERVED = frozenset({"pk", "sk", _EVENT_TIME, "ingested_at"})
+_DELETED = "deleted_by"  # present on a tombstone: the deletion id that erased the entity
+# A tombstone's event time is later than any real event, so the newest-wins condition keeps every later
+# ingestion (a re-run of an old file included) from bringing an erased customer back.
+_TOMBSTONE_EVENT_MS = 9_999_999_999_999
+_RESERVED = frozenset({"pk", "sk", _EVENT_TIME, "ingested_at", _DELETED})
+_AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 class FeatureType(StrEnum):
@@ -51,12 +69,14 @@ class FeatureGroup(BaseModel):
 
 
 def feature_group_from_schema(
-    schema: DataSchema, name: str = "customer_behavior", ttl_seconds: int = 7 * 24 * 3600
+    schema: DataSchema, name: str = "customer_behavior", ttl_seconds: int = 7 * 24 * 3600, version: int = 1
 ) -> FeatureGroup:
     """The feature group holding every feature column of a data schema, keyed by its id column."""
     features = {column: FeatureType.NUMBER for column in schema.numerical}
     features.update({column: FeatureType.STRING for column in schema.categorical})
-    return FeatureGroup(name=name, entity_key=schema.id_column, features=features, ttl_seconds=ttl_seconds)
+    return FeatureGroup(
+        name=name, version=version, entity_key=schema.id_column, features=features, ttl_seconds=ttl_seconds
+    )
 
 
 class FeatureRecord(BaseModel):
@@ -81,10 +101,50 @@ class WriteOutcome(StrEnum):
     SKIPPED_NOT_NEWER = "skipped_not_newer"
 
 
+class IncomingRecord(BaseModel):
+    """One observation of an entity's features, as ingestion hands it to the online store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entity_id: str
+    event_time: dt.datetime
+    values: dict[str, Any]
+
+
+class IngestionReport(BaseModel):
+    """What one ingestion did (the pilot's `features` section)."""
+
+    feature_group: str
+    group_version: int
+    source_key: str
+    source_sha256: str
+    rows: int
+    entities: int
+    written: int
+    skipped_not_newer: int
+    offline_parts_written: int
+    event_time_source: str = Field(description="column: the file's event-time column; as_of: the snapshot time")
+    as_of: dt.datetime = Field(description="Snapshot time of the file; training sets are built as of it.")
+    seconds: float
+    rows_per_second: float
+
+
+class DeletionRecord(BaseModel):
+    """A data-subject deletion request, kept (without any feature value) so governance can audit it."""
+
+    deletion_id: str
+    feature_group: str
+    group_version: int
+    entity_id: str
+    requested_by: str
+    reason: str
+    requested_at: str
+
+
 class OnlineFeatureStore:
     """The latest feature values of each entity, on DynamoDB (pk = group and version, sk = entity id)."""
 
-    def __init__(self, table_name: str, dynamodb_client: Any, clock: Any = time.time) -> None:
+    def __init__(self, table_name: str, dynamodb_client: Any, clock: Callable[[], float] = time.time) -> None:
         self.table_name = table_name
         self._ddb = dynamodb_client
         self._clock = clock
@@ -112,55 +172,132 @@ class OnlineFeatureStore:
             return WriteOutcome.SKIPPED_NOT_NEWER
         return WriteOutcome.WRITTEN
 
+    def put_latest_many(
+        self, group: FeatureGroup, records: Iterable[IncomingRecord], workers: int = 8
+    ) -> Counter[WriteOutcome]:
+        """Ingest many records with the same newest-wins guarantee as `put_latest`.
+
+        Within the input only each entity's newest record is a candidate. The stored event times are read
+        first (BatchGetItem, 100 keys a call) so that re-ingesting a file costs reads, not thousands of
+        failed writes; the remaining records are written with the conditional put, which still guards
+        against a concurrent writer, on `workers` threads (each put waits on the network).
+        """
+        newest: dict[str, IncomingRecord] = {}
+        superseded = 0
+        for record in records:
+            kept = newest.get(record.entity_id)
+            if kept is not None:
+                superseded += 1
+                if record.event_time < kept.event_time:
+                    continue
+            newest[record.entity_id] = record
+        entity_ids = list(newest)
+        stored_ms: dict[str, int] = {}
+        for start in range(0, len(entity_ids), MAX_BATCH_IDS):
+            for item in self._batch_get_items(group, entity_ids[start : start + MAX_BATCH_IDS], []):
+                stored_ms[item["sk"]["S"]] = int(item[_EVENT_TIME]["N"])
+        candidates = [r for r in newest.values() if stored_ms.get(r.entity_id, -1) < to_epoch_ms(r.event_time)]
+        outcomes: Counter[WriteOutcome] = Counter()
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            outcomes.update(pool.map(lambda r: self.put_latest(group, r.entity_id, r.values, r.event_time), candidates))
+        outcomes[WriteOutcome.SKIPPED_NOT_NEWER] += superseded + len(newest) - len(candidates)
+        return outcomes
+
     def get(self, group: FeatureGroup, entity_id: str, features: Sequence[str] | None = None) -> FeatureRecord | None:
         records = self.batch_get(group, [entity_id], features)
         return records.get(entity_id)
 
     def batch_get(
-        self,
-        group: FeatureGroup,
-        entity_ids: Sequence[str],
-        features: Sequence[str] | None = None,
-        max_attempts: int = 5,
+        self, group: FeatureGroup, entity_ids: Sequence[str], features: Sequence[str] | None = None
     ) -> dict[str, FeatureRecord]:
-        """Latest records of up to 100 entities (BatchGetItem, unprocessed keys retried with backoff),
-        reading only the requested features."""
+        """Latest records of up to 100 entities, reading only the requested features (all when None).
+        Entities without a record are absent from the result."""
         unique_ids = list(dict.fromkeys(entity_ids))
         if len(unique_ids) > MAX_BATCH_IDS:
             raise InvalidRequestError(field="customer_ids", message=f"at most {MAX_BATCH_IDS} ids per request")
         wanted = _checked_feature_names(group, features)
-        names = {f"#f{i}": name for i, name in enumerate(wanted)}
-        names.update({"#pk": "pk", "#sk": "sk", "#event_time": _EVENT_TIME})
+        now_ms = int(self._clock() * 1000)
+        items = self._batch_get_items(group, unique_ids, wanted)
+        return {item["sk"]["S"]: self._record(group, item, wanted, now_ms) for item in items if _DELETED not in item}
+
+    def _batch_get_items(
+        self, group: FeatureGroup, entity_ids: Sequence[str], features: Sequence[str], max_attempts: int = 5
+    ) -> list[dict[str, Any]]:
+        """BatchGetItem with a projection; unprocessed keys are retried with backoff, as DynamoDB asks."""
+        if not entity_ids:
+            return []
+        names = {f"#f{i}": name for i, name in enumerate(features)}
+        names.update({"#pk": "pk", "#sk": "sk", "#event_time": _EVENT_TIME, "#deleted": _DELETED})
         request: dict[str, Any] = {
             self.table_name: {
-                "Keys": [{"pk": {"S": group.partition_key}, "sk": {"S": entity_id}} for entity_id in unique_ids],
+                "Keys": [{"pk": {"S": group.partition_key}, "sk": {"S": entity_id}} for entity_id in entity_ids],
                 "ProjectionExpression": ", ".join(names),
                 "ExpressionAttributeNames": names,
             }
         }
         items: list[dict[str, Any]] = []
         for attempt in range(max_attempts):
-            if not request.get(self.table_name, {}).get("Keys"):
-                break
-            response = self._ddb.batch_get_item(RequestItems=request)
+            if attempt:
+                time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
+            try:
+                response = self._ddb.batch_get_item(RequestItems=request)
+            except _AWS_ERRORS as error:
+                raise FeatureStoreUnavailableError(field="feature_store", message=_aws_message(error)) from error
             items.extend(response.get("Responses", {}).get(self.table_name, []))
             request = response.get("UnprocessedKeys") or {}
-            if request:
-                time.sleep(min(0.05 * 2**attempt, 1.0))  # DynamoDB asks callers to back off before retrying
-        else:
-            if request.get(self.table_name, {}).get("Keys"):
-                raise TimeoutError(f"DynamoDB left keys unprocessed after {max_attempts} attempts")
-        now_ms = int(self._clock() * 1000)
-        return {item["sk"]["S"]: self._record(group, item, wanted, now_ms) for item in items}
-
-    def delete(self, group: FeatureGroup, entity_id: str) -> bool:
-        """Remove an entity's online record (a data-subject request); True when there was one."""
-        response = self._ddb.delete_item(
-            TableName=self.table_name,
-            Key={"pk": {"S": group.partition_key}, "sk": {"S": entity_id}},
-            ReturnValues="ALL_OLD",
+            if not request.get(self.table_name, {}).get("Keys"):
+                return items
+        raise FeatureStoreUnavailableError(
+            field="feature_store", message=f"DynamoDB left keys unprocessed after {max_attempts} attempts"
         )
-        return "Attributes" in response
+
+    def delete(self, group: FeatureGroup, entity_id: str, requested_by: str, reason: str) -> DeletionRecord:
+        """Erase an entity's online record for a data-subject request.
+
+        The deletion is recorded first, so there is never a deletion without its record (a retried request
+        records it again). The record is then replaced by a tombstone holding no feature value, which reads
+        as absent and which no later ingestion overwrites.
+        """
+        if not [item for item in self._batch_get_items(group, [entity_id], []) if _DELETED not in item]:
+            raise EntityNotFoundError(field="customer_id", message=f"no {group.name} record for {entity_id!r}")
+        deletion = DeletionRecord(
+            deletion_id=str(uuid.uuid4()),
+            feature_group=group.name,
+            group_version=group.version,
+            entity_id=entity_id,
+            requested_by=requested_by,
+            reason=reason,
+            requested_at=dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).isoformat(timespec="milliseconds"),
+        )
+        self._ddb.put_item(
+            TableName=self.table_name,
+            Item={
+                "pk": {"S": f"DELETIONS#{group.name}"},
+                "sk": {"S": f"{deletion.requested_at}#{deletion.deletion_id}"},
+                "document": {"S": deletion.model_dump_json()},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        self._ddb.put_item(
+            TableName=self.table_name,
+            Item={
+                "pk": {"S": group.partition_key},
+                "sk": {"S": entity_id},
+                _EVENT_TIME: {"N": str(_TOMBSTONE_EVENT_MS)},
+                _DELETED: {"S": deletion.deletion_id},
+            },
+        )
+        return deletion
+
+    def deletions(self, group_name: str) -> list[DeletionRecord]:
+        """Every recorded deletion of a group, oldest first."""
+        paginator = self._ddb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"DELETIONS#{group_name}"}},
+        )
+        return [DeletionRecord.model_validate_json(i["document"]["S"]) for page in pages for i in page["Items"]]
 
     @staticmethod
     def _record(group: FeatureGroup, item: dict[str, Any], wanted: Iterable[str], now_ms: int) -> FeatureRecord:
@@ -173,6 +310,109 @@ class OnlineFeatureStore:
             values=values,
             status="stale" if stale else "fresh",
         )
+
+
+class FeatureGroupCatalog:
+    """Where feature group definitions live (the feature table, pk = GROUP#<name>, sk = VERSION#<n>).
+
+    Ingestion registers the group it writes; lookups and scoring read the latest version by name, so the
+    definition is declared once (from the data schema) and every consumer agrees on it.
+    """
+
+    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+        self.table_name = table_name
+        self._ddb = dynamodb_client
+
+    def register(self, group: FeatureGroup) -> None:
+        """Idempotent for the same definition; a different definition under a registered version is refused."""
+        document = group.model_dump_json()
+        try:
+            self._ddb.put_item(
+                TableName=self.table_name,
+                Item={
+                    "pk": {"S": f"GROUP#{group.name}"},
+                    "sk": {"S": f"VERSION#{group.version:06d}"},
+                    "document": {"S": document},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR document = :document",
+                ExpressionAttributeValues={":document": {"S": document}},
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            raise FeatureGroupConflictError(
+                field="feature_group",
+                message=f"{group.name} v{group.version} is registered with another definition; bump its version",
+            ) from None
+
+    def latest(self, name: str) -> FeatureGroup:
+        try:
+            response = self._ddb.query(
+                TableName=self.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"GROUP#{name}"}},
+                ScanIndexForward=False,
+                Limit=1,
+            )
+        except _AWS_ERRORS as error:
+            raise FeatureStoreUnavailableError(field="feature_store", message=_aws_message(error)) from error
+        if not response["Items"]:
+            raise EntityNotFoundError(field="feature_group", message=f"feature group {name!r} has not been ingested")
+        return FeatureGroup.model_validate_json(response["Items"][0]["document"]["S"])
+
+
+class OnlineFeatureLookup:
+    """What a serving function reads: one group's latest definition (re-read every `refresh_seconds`, so a
+    new group version reaches warm containers) and its online records, any number of ids at a time."""
+
+    def __init__(
+        self,
+        store: OnlineFeatureStore,
+        catalog: FeatureGroupCatalog,
+        group_name: str,
+        refresh_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self._catalog = catalog
+        self._group_name = group_name
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._group: FeatureGroup | None = None
+        self._read_at = float("-inf")
+
+    def group(self) -> FeatureGroup:
+        now = self._clock()
+        if self._group is None or now - self._read_at >= self._refresh_seconds:
+            self._group = self._catalog.latest(self._group_name)
+            self._read_at = now
+        return self._group
+
+    def records(self, entity_ids: Sequence[str], features: Sequence[str] | None = None) -> dict[str, FeatureRecord]:
+        """Latest records of the ids (in batches of 100); only features the group has are read."""
+        group = self.group()
+        wanted = None if features is None else [name for name in features if name in group.features]
+        unique_ids = list(dict.fromkeys(entity_ids))
+        found: dict[str, FeatureRecord] = {}
+        for start in range(0, len(unique_ids), MAX_BATCH_IDS):
+            found.update(self.store.batch_get(group, unique_ids[start : start + MAX_BATCH_IDS], wanted))
+        return found
+
+
+def online_lookup(settings: FeatureLookupSettings, dynamodb_client: Any) -> OnlineFeatureLookup | None:
+    """The lookup a serving function's settings describe; None when it has no feature table."""
+    if settings.feature_store_table is None:
+        return None
+    return OnlineFeatureLookup(
+        OnlineFeatureStore(settings.feature_store_table, dynamodb_client),
+        FeatureGroupCatalog(settings.feature_store_table, dynamodb_client),
+        settings.feature_group,
+        settings.feature_group_refresh_seconds,
+    )
+
+
+def _aws_message(error: Exception) -> str:
+    if isinstance(error, ClientError):
+        return f"DynamoDB answered {error.response.get('Error', {}).get('Code', 'an error')}"
+    return "DynamoDB is unreachable"
 
 
 def _checked_feature_names(group: FeatureGroup, features: Sequence[str] | None) -> list[str]:

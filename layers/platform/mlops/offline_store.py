@@ -1,15 +1,16 @@
 """The offline feature store: an append-only history of every feature record, as Parquet in S3.
 
-Layout: `offline/<group>/v<version>/date=<YYYY-MM-DD>/part-<id>.parquet`, partitioned by event date. Nothing
-is ever overwritten, so the history can answer "what were this entity's features at time T" for any T:
+Layout: `offline/<group>/v<version>/date=<YYYY-MM-DD>/part-<content hash>.parquet`, partitioned by event date.
+Nothing is ever overwritten (a part named by its content is written once, so re-ingesting the same records
+adds nothing), and the history can answer "what were this entity's features at time T" for any T:
 `point_in_time` does that with an as-of join that only looks backwards, so a training row never sees a
 value recorded after its own timestamp.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import uuid
 from typing import Any
 
 import pandas as pd
@@ -30,16 +31,29 @@ class OfflineFeatureStore:
         return f"{self._prefix}/{group.name}/v{group.version}/"
 
     def append(self, group: FeatureGroup, records: pd.DataFrame) -> list[str]:
-        """Append records (`entity_id`, `event_time` (UTC), one column per feature); returns the keys written."""
+        """Append records (`entity_id`, `event_time` (UTC), one column per feature); returns the keys of the
+        parts written, one per event date (none for records already in the history as the same part)."""
         frame = _typed(group, records)
         keys = []
         for day, part in frame.groupby(frame[EVENT_TIME].dt.strftime("%Y-%m-%d"), sort=True):
-            key = f"{self.group_prefix(group)}date={day}/part-{uuid.uuid4().hex}.parquet"
+            digest = hashlib.sha256(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes()).hexdigest()
+            key = f"{self.group_prefix(group)}date={day}/part-{digest[:32]}.parquet"
+            if self._exists(key):
+                continue
             buffer = io.BytesIO()
             part.to_parquet(buffer, index=False)
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue())
             keys.append(key)
         return keys
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+        except self._s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise
+        return True
 
     def history(self, group: FeatureGroup) -> pd.DataFrame:
         """Every record ever appended, ordered by entity and event time."""

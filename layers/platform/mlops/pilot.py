@@ -7,6 +7,7 @@ are that contract; the heavy steps live in `mlops.pilot_training`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import statistics
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.artifacts import ArtifactRef, ArtifactStore
 from mlops.errors import SmokeTestError
 from mlops.experiments.models import ExperimentResults, SampleSizePlan, VariantSpec
+from mlops.feature_store import IngestionReport
 from mlops.registry import ModelRegistry
 
 RUNS_PREFIX = "runs"
@@ -87,6 +89,12 @@ class PilotInput(BaseModel):
     seed: int = 42
     test_size: float = Field(default=0.2, gt=0, lt=1)
     cv_folds: int = Field(default=5, ge=2, le=10)
+    features_as_of: dt.datetime | None = Field(
+        default=None,
+        description="When the data file's feature values were observed (its rows' event time, unless it has an "
+        "event-time column); the training set is read from the feature store as of then. Default: the start "
+        "of the execution.",
+    )
     smoke_test_calls: int = Field(default=200, ge=1, le=5000)
     experiment_design: PilotExperimentInput = Field(default_factory=PilotExperimentInput)
     campaign_assumptions: CampaignAssumptions = Field(default_factory=CampaignAssumptions)
@@ -106,6 +114,9 @@ class DatasetReport(BaseModel):
     positive_rate: float
     missing_values: dict[str, int]
     dropped_rows: int
+    feature_source: str = Field(
+        default="file", description="Where the features came from: the file, or the feature store as of when."
+    )
     schema_ref: ArtifactRef
     train: ArtifactRef
     test: ArtifactRef
@@ -235,6 +246,7 @@ class PilotState(PilotInput):
     model_config = ConfigDict(extra="allow")
 
     environment: EnvironmentReport | None = None
+    features: IngestionReport | None = None
     dataset: DatasetReport | None = None
     training: TrainingReport | None = None
     evaluation: EvaluationReport | None = None
@@ -262,6 +274,7 @@ class StepRequest(BaseModel):
 
     execution_id: str
     execution_name: str
+    execution_start_time: dt.datetime | None = None
     pilot: PilotState
 
     def require[T](self, section: T | None, name: str) -> T:

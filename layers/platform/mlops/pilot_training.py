@@ -19,8 +19,11 @@ from mlops.artifacts import ArtifactRef, ArtifactStore, sha256_hex
 from mlops.errors import DataValidationError, ParityError
 from mlops.explain import TreeShapExplainer, explainability_summary
 from mlops.export import dump_skops, export_onnx, load_skops, max_probability_difference
+from mlops.feature_ingestion import ingest_file, training_frame_from_store
+from mlops.feature_store import FeatureGroupCatalog, IngestionReport, OnlineFeatureStore, feature_group_from_schema
 from mlops.features import FeatureSpec, fit_feature_spec, prepare_features
 from mlops.inference import OnnxChurnModel
+from mlops.offline_store import OfflineFeatureStore
 from mlops.pilot import (
     MODELS_PREFIX,
     PARITY_TOLERANCE,
@@ -47,13 +50,47 @@ SMOKE_TEST_ROWS = 50
 DEFAULT_THRESHOLD = 0.5
 
 
-def prepare_data(request: StepRequest, data: ArtifactStore, artifacts: ArtifactStore) -> DatasetReport:
+def ingest_features(
+    request: StepRequest,
+    data: ArtifactStore,
+    group_name: str,
+    ttl_seconds: int,
+    online: OnlineFeatureStore,
+    offline: OfflineFeatureStore,
+    catalog: FeatureGroupCatalog,
+    workers: int,
+) -> IngestionReport:
+    """Materialise the pilot's data file into the feature store, as observed at `features_as_of`."""
+    pilot = request.pilot
+    schema = DataSchema.from_json(data.get_bytes(pilot.schema_key))
+    group = feature_group_from_schema(schema, name=group_name, ttl_seconds=ttl_seconds)
+    as_of = pilot.features_as_of or request.execution_start_time
+    if as_of is None:
+        raise DataValidationError(field="features_as_of", message="no snapshot time and no execution start time")
+    raw = data.get_bytes(pilot.data_key)
+    return ingest_file(raw, pilot.data_key, schema, group, as_of, online, offline, catalog, workers=workers)
+
+
+def prepare_data(
+    request: StepRequest, data: ArtifactStore, artifacts: ArtifactStore, offline: OfflineFeatureStore | None = None
+) -> DatasetReport:
+    """Validate the data set and split it. After feature ingestion the features are read back from the offline
+    store as of the snapshot (point in time) and only the ids and labels come from the file."""
     pilot = request.pilot
     raw = data.get_bytes(pilot.data_key)
     schema_bytes = data.get_bytes(pilot.schema_key)
     schema = DataSchema.from_json(schema_bytes)
     # read_dataset refuses missing columns and text in numerical columns, naming the column
     frame = read_dataset(io.BytesIO(raw), schema, require_target=True)
+    feature_source = "file"
+    if pilot.features is not None:
+        if offline is None:
+            raise DataValidationError(field="features", message="features were ingested but no offline store is set")
+        group = feature_group_from_schema(
+            schema, name=pilot.features.feature_group, version=pilot.features.group_version
+        )
+        frame = training_frame_from_store(frame, schema, group, pilot.features.as_of, offline)
+        feature_source = f"feature store {group.name} v{group.version} as of {pilot.features.as_of.isoformat()}"
     frame, dropped = validate_dataset(frame, schema, min_per_class=2 * pilot.cv_folds)
     train, test = split_dataset(frame, schema, test_size=pilot.test_size, seed=pilot.seed)
     prefix = run_prefix(request.execution_name)
@@ -67,6 +104,7 @@ def prepare_data(request: StepRequest, data: ArtifactStore, artifacts: ArtifactS
         positive_rate=round(float(y.mean()), 6),
         missing_values={c: int(n) for c, n in frame[schema.feature_columns].isna().sum().items() if n},
         dropped_rows=dropped,
+        feature_source=feature_source,
         schema_ref=artifacts.put(f"{prefix}/schema.json", schema_bytes, "application/json"),
         train=artifacts.put(f"{prefix}/train.csv", train.to_csv(index=False).encode(), "text/csv"),
         test=artifacts.put(f"{prefix}/test.csv", test.to_csv(index=False).encode(), "text/csv"),

@@ -13,14 +13,18 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from mlops.contracts import ErrorBody, ErrorField, ErrorResponse
+from mlops.contracts import EntityId, ErrorBody, ErrorField, ErrorResponse
 from mlops.errors import (
     ArtifactIntegrityError,
     DeploymentConflictError,
     DomainError,
+    EntityNotFoundError,
     ExperimentConflictError,
     ExperimentNotFoundError,
+    FeatureGroupConflictError,
+    FeatureStoreUnavailableError,
     FeatureValidationError,
     InvalidRequestError,
     InvalidTransitionError,
@@ -41,6 +45,9 @@ _DOMAIN_ERRORS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     ExperimentConflictError: (HTTPStatus.CONFLICT, "experiment_conflict"),
     ModelUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "model_unavailable"),
     ArtifactIntegrityError: (HTTPStatus.SERVICE_UNAVAILABLE, "artifact_integrity"),
+    EntityNotFoundError: (HTTPStatus.NOT_FOUND, "entity_not_found"),
+    FeatureGroupConflictError: (HTTPStatus.CONFLICT, "feature_group_conflict"),
+    FeatureStoreUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "feature_store_unavailable"),
 }
 # pydantic names the branch of a union it tried (`features.x.float`); the caller only needs the field.
 _UNION_BRANCHES = frozenset({"float", "int", "str", "bool", "none", "list", "dict"})
@@ -139,3 +146,22 @@ def _fields_of(problems: list[dict[str, Any]]) -> list[ErrorField]:
         name = ".".join(parts) or "body"
         fields.setdefault(name, ErrorField(field=name, message=str(problem.get("msg", "invalid value"))))
     return list(fields.values())
+
+
+_ENTITY_ID = TypeAdapter(EntityId)
+
+
+def checked_entity_id(value: str, field: str) -> str:
+    """A path parameter that must be an entity id (API Gateway has already URL-decoded it)."""
+    try:
+        return _ENTITY_ID.validate_python(value)
+    except ValidationError:
+        raise InvalidRequestError(
+            field=field, message="must be 1-128 characters of letters, digits and _ . : @ -"
+        ) from None
+
+
+def caller_identity(app: APIGatewayRestResolver) -> str:
+    """Who made the request, as API Gateway authenticated it (IAM principal or API key id), for audit records."""
+    identity = app.current_event.request_context.identity
+    return identity.user_arn or identity.api_key_id or identity.caller or "anonymous"

@@ -12,13 +12,15 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.artifacts import ArtifactStore
-from mlops.contracts import Prediction, PredictRequest
+from mlops.contracts import FeatureSource, Prediction, PredictRequest
 from mlops.errors import (
     ArtifactIntegrityError,
+    EntityNotFoundError,
     FeatureValidationError,
     ModelNotFoundError,
     ModelUnavailableError,
 )
+from mlops.feature_store import FeatureRecord, OnlineFeatureLookup
 from mlops.features import FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
 from mlops.inference import OnnxChurnModel
 from mlops.observability import logger
@@ -122,27 +124,79 @@ class ModelProvider[ModelT: VersionedModel = LoadedModel]:
                 ) from error
 
 
+@dataclass(frozen=True)
+class ResolvedRequest:
+    """A request with its stored features merged in: the request's own values win over stored ones."""
+
+    request: PredictRequest
+    sources: dict[str, FeatureSource]
+    record: FeatureRecord | None
+
+
+def with_stored_features(
+    requests: Sequence[PredictRequest], spec: FeatureSpec, lookup: OnlineFeatureLookup | None
+) -> list[ResolvedRequest]:
+    """Fill in each request's missing model inputs from the online feature store.
+
+    Only customers whose request lacks an input are looked up (one BatchGetItem per 100 of them). A request
+    with no features at all needs a stored record: without one it is refused (404), not scored on imputed
+    values. A request that names some features is scored on them plus whatever the store has.
+    """
+    inputs = spec.data_schema.feature_columns
+    incomplete = [r.customer_id for r in requests if any(name not in r.features for name in inputs)]
+    records: dict[str, FeatureRecord] = {}
+    if lookup is not None and incomplete:
+        try:
+            records = lookup.records(incomplete, inputs)
+        except EntityNotFoundError:
+            records = {}  # the group was never ingested: nothing is stored for anyone
+    resolved = []
+    for index, request in enumerate(requests):
+        record = records.get(request.customer_id)
+        if record is None and not request.features and lookup is not None:
+            field = "customer_id" if len(requests) == 1 else f"records[{index}].customer_id"
+            raise EntityNotFoundError(
+                field=field, message=f"no stored features for {request.customer_id!r}; send its features instead"
+            )
+        stored = {k: v for k, v in record.values.items() if v is not None} if record else {}
+        sources: dict[str, FeatureSource] = {
+            name: "request" if name in request.features else "store" if name in stored else "imputed" for name in inputs
+        }
+        merged = request.model_copy(update={"features": {**stored, **request.features}}) if stored else request
+        resolved.append(ResolvedRequest(request=merged, sources=sources, record=record if stored else None))
+    return resolved
+
+
 def score_and_prepare(
-    requests: Sequence[PredictRequest], loaded: LoadedModel
+    requests: Sequence[PredictRequest], loaded: LoadedModel, lookup: OnlineFeatureLookup | None = None
 ) -> tuple[list[Prediction], PreparedFeatures]:
-    """Score validated API requests with one vectorised pass through feature preparation and ONNX; the
-    prepared model inputs come back too (explanations reuse them, so they explain exactly what /predict scored)."""
-    columns = _columns_naming_the_bad_record(requests, loaded.spec)
+    """Score validated API requests with one vectorised pass through feature preparation and ONNX, after
+    filling in stored features (`with_stored_features`); the prepared model inputs come back too
+    (explanations reuse them, so they explain exactly what /predict scored)."""
+    resolved = with_stored_features(requests, loaded.spec, lookup)
+    columns = _columns_naming_the_bad_record([r.request for r in resolved], loaded.spec)
     probabilities, prepared = loaded.model.score_columns(columns)
     threshold = loaded.version.threshold
     decisions = probabilities >= threshold
-    predictions = [
-        Prediction(
-            prediction_id=str(uuid.uuid4()),
-            customer_id=request.customer_id,
-            churn_probability=round(float(probabilities[row]), 6),
-            churn_prediction=bool(decisions[row]),
-            threshold=threshold,
-            model_version=loaded.version.version,
-            imputed_features=imputed_features(prepared, row),
+    predictions = []
+    for row, item in enumerate(resolved):
+        imputed = imputed_features(prepared, row)
+        # a value the model had never seen (e.g. a new category) is imputed whatever its source
+        sources: dict[str, FeatureSource] = {**item.sources, **dict.fromkeys(imputed, "imputed")}
+        predictions.append(
+            Prediction(
+                prediction_id=str(uuid.uuid4()),
+                customer_id=item.request.customer_id,
+                churn_probability=round(float(probabilities[row]), 6),
+                churn_prediction=bool(decisions[row]),
+                threshold=threshold,
+                model_version=loaded.version.version,
+                imputed_features=imputed,
+                feature_sources=sources,
+                feature_event_time=item.record.event_time.isoformat() if item.record else None,
+                feature_status=item.record.status if item.record else None,
+            )
         )
-        for row, request in enumerate(requests)
-    ]
     return predictions, prepared
 
 
@@ -163,4 +217,5 @@ __all__ = [
     "VersionedModel",
     "load_model_version",
     "score_and_prepare",
+    "with_stored_features",
 ]

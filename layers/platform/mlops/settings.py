@@ -22,11 +22,34 @@ class ModelStoreSettings(_FunctionSettings):
     artifact_bucket: str = Field(min_length=1)
 
 
-class ScoringSettings(ModelStoreSettings):
+class FeatureLookupSettings(_FunctionSettings):
+    """Where a serving function reads stored features (no table: callers must send every feature)."""
+
+    feature_store_table: str | None = Field(default=None, min_length=1)
+    feature_group: str = Field(default="customer_behavior", min_length=1)
+    feature_group_refresh_seconds: float = Field(default=30.0, ge=0)
+
+
+class ScoringSettings(ModelStoreSettings, FeatureLookupSettings):
     model_refresh_seconds: float = Field(default=30.0, ge=0)
     experiments_table: str | None = Field(
         default=None, min_length=1, description="Where the running experiment of the model is (none: no A/B test)."
     )
+
+
+class FeaturesApiSettings(FeatureLookupSettings):
+    feature_store_table: str = Field(min_length=1)
+
+
+class IngestionSettings(ModelStoreSettings):
+    """The pilot's ingestion step: reads the data file, writes the feature group online and offline."""
+
+    data_bucket: str = Field(min_length=1)
+    feature_store_table: str = Field(min_length=1)
+    feature_store_bucket: str = Field(min_length=1)
+    feature_group: str = Field(default="customer_behavior", min_length=1)
+    feature_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    ingest_write_concurrency: int = Field(default=16, ge=1, le=64)
 
 
 class ExperimentsSettings(_FunctionSettings):
@@ -52,11 +75,14 @@ class CampaignSettings(ModelStoreSettings):
 
 class EnvironmentCheckSettings(ModelStoreSettings):
     data_bucket: str = Field(min_length=1)
+    feature_store_table: str = Field(min_length=1)
+    feature_store_bucket: str = Field(min_length=1)
     scoring_function_name: str = Field(min_length=1)
 
 
 class DataSettings(ModelStoreSettings):
     data_bucket: str = Field(min_length=1)
+    feature_store_bucket: str | None = Field(default=None, min_length=1)
 
 
 class SmokeTestSettings(ModelStoreSettings):
