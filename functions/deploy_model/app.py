@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlops.audit import AuditEventType, AuditTrail
+from mlops.governance import audit_trail, model_event
 from mlops.observability import MetricUnit, instrumented_handler, logger, metrics
 from mlops.pilot import DeployRequest, deploy_or_roll_back
 from mlops.registry import ModelRegistry
-from mlops.settings import ModelStoreSettings, load_settings
+from mlops.settings import AuditedModelStoreSettings, load_settings
+
+
+@cache
+def _audit() -> AuditTrail:
+    return audit_trail(load_settings(AuditedModelStoreSettings).audit_table, boto3.client("dynamodb"), writer="deploy")
 
 
 @instrumented_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = load_settings(ModelStoreSettings)
+    settings = load_settings(AuditedModelStoreSettings)
     request = DeployRequest.model_validate(event)
     registry = ModelRegistry(settings.registry_table, boto3.client("dynamodb"))
     report = deploy_or_roll_back(request, registry, settings.model_name)
+    if report.changed:
+        event_type = AuditEventType.MODEL_ROLLED_BACK if report.action == "rollback" else AuditEventType.MODEL_DEPLOYED
+        _audit().append(
+            model_event(
+                event_type,
+                settings.model_name,
+                report.model_version,
+                actor=f"pilot:{request.deployment_id}",
+                deployment_id=report.deployment_id,
+                previous_version=report.previous_version,
+                reason=request.reason,
+            )
+        )
     metrics.add_metric(
         name="Rollbacks" if report.action == "rollback" else "Deployments",
         unit=MetricUnit.Count,

@@ -14,6 +14,7 @@ import boto3
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlops.audit import AuditEventType, AuditTrail
 from mlops.experiments.models import (
     Assignment,
     AssignRequest,
@@ -26,9 +27,10 @@ from mlops.experiments.models import (
 )
 from mlops.experiments.service import ExperimentService
 from mlops.experiments.store import ExperimentStore
+from mlops.governance import audit_trail, experiment_event
 from mlops.observability import MetricUnit, instrumented_handler, metrics
-from mlops.rest import create_rest_app, resolve_json_api
-from mlops.settings import ExperimentsSettings, load_settings
+from mlops.rest import caller_identity, create_rest_app, resolve_json_api
+from mlops.settings import AuditedExperimentsSettings, ExperimentsSettings, load_settings
 
 app = create_rest_app()
 
@@ -39,9 +41,23 @@ def _service() -> ExperimentService:
     return ExperimentService(ExperimentStore(settings.experiments_table, boto3.client("dynamodb")))
 
 
+@cache
+def _audit() -> AuditTrail:
+    return audit_trail(load_settings(AuditedExperimentsSettings).audit_table, boto3.client("dynamodb"), "experiments")
+
+
 @app.post("/experiments")
 def create_experiment(request: ExperimentCreate) -> Response[Experiment]:
     experiment = _service().create(request)
+    _audit().append(
+        experiment_event(
+            AuditEventType.EXPERIMENT_CREATED,
+            experiment.experiment_id,
+            caller_identity(app),
+            model_name=experiment.model_name,
+            variants={v.name: v.weight for v in experiment.variants},
+        )
+    )
     return Response(status_code=201, content_type="application/json", body=experiment)
 
 
@@ -69,7 +85,12 @@ def results(experiment_id: str) -> ExperimentResults:
 
 @app.post("/experiments/<experiment_id>/stop")
 def stop(experiment_id: str, request: StopRequest | None = None) -> Experiment:
-    return _service().stop(experiment_id, request.reason if request else None)
+    reason = request.reason if request else None
+    experiment = _service().stop(experiment_id, reason)
+    _audit().append(
+        experiment_event(AuditEventType.EXPERIMENT_STOPPED, experiment_id, caller_identity(app), reason=reason)
+    )
+    return experiment
 
 
 def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

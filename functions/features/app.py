@@ -9,6 +9,7 @@ import boto3
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlops.audit import AuditEvent, AuditEventType, AuditTrail
 from mlops.contracts import (
     BatchFeatureRequest,
     BatchFeatureResponse,
@@ -17,6 +18,7 @@ from mlops.contracts import (
 )
 from mlops.errors import EntityNotFoundError
 from mlops.feature_store import FeatureRecord, OnlineFeatureLookup, online_lookup
+from mlops.governance import audit_trail
 from mlops.observability import MetricUnit, instrumented_handler, logger, metrics
 from mlops.rest import caller_identity, checked_entity_id, create_rest_app, resolve_json_api
 from mlops.settings import FeaturesApiSettings, load_settings
@@ -32,6 +34,11 @@ def _lookup() -> OnlineFeatureLookup:
     if lookup is None:  # unreachable: FeaturesApiSettings requires FEATURE_STORE_TABLE
         raise RuntimeError("FEATURE_STORE_TABLE is not set")
     return lookup
+
+
+@cache
+def _audit() -> AuditTrail:
+    return audit_trail(load_settings(FeaturesApiSettings).audit_table, boto3.client("dynamodb"), writer="features")
 
 
 @app.get("/features/<customer_id>")
@@ -70,7 +77,16 @@ def delete_features(customer_id: str) -> FeatureDeletionResponse:
     customer_id = checked_entity_id(customer_id, "customer_id")
     lookup = _lookup()
     group = lookup.group()
-    deletion = lookup.store.delete(group, customer_id, caller_identity(app), DELETION_REASON)
+    actor = caller_identity(app)
+    deletion = lookup.store.delete(group, customer_id, actor, DELETION_REASON)
+    _audit().append(
+        AuditEvent(
+            event_type=AuditEventType.FEATURE_DELETION,
+            entity=f"customer:{customer_id}",
+            actor=actor,
+            details={"deletion_id": deletion.deletion_id, "feature_group": group.name, "reason": DELETION_REASON},
+        )
+    )
     logger.info("Feature record deleted", extra={"deletion_id": deletion.deletion_id, "feature_group": group.name})
     metrics.add_metric(name="FeatureDeletions", unit=MetricUnit.Count, value=1)
     return FeatureDeletionResponse(

@@ -13,9 +13,11 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.artifacts import ArtifactStore
+from mlops.audit import AuditEventType
 from mlops.experiments.campaign import run_retention_campaign as run_campaign
 from mlops.experiments.campaign import start_pilot_experiment
 from mlops.experiments.store import ExperimentStore
+from mlops.governance import audit_trail, experiment_event
 from mlops.observability import instrumented_handler, logger
 from mlops.pilot import StepRequest, lambda_api_invoker
 from mlops.settings import CampaignSettings, PilotExperimentSettings, load_settings
@@ -28,6 +30,21 @@ def start_experiment(event: dict[str, Any], context: LambdaContext) -> dict[str,
     store = ExperimentStore(settings.experiments_table, boto3.client("dynamodb"))
     artifacts = ArtifactStore(settings.artifact_bucket, boto3.client("s3"))
     report = start_pilot_experiment(request, artifacts, store, settings.model_name)
+    trail = audit_trail(settings.audit_table, boto3.client("dynamodb"), writer="pilot-experiment")
+    actor = f"pilot:{request.execution_name}"
+    if report.stopped_previous:
+        trail.append(
+            experiment_event(AuditEventType.EXPERIMENT_STOPPED, report.stopped_previous, actor, reason="superseded")
+        )
+    trail.append(
+        experiment_event(
+            AuditEventType.EXPERIMENT_CREATED,
+            report.experiment_id,
+            actor,
+            model_name=report.model_name,
+            variants={v.name: v.weight for v in report.variants},
+        )
+    )
     logger.info("Experiment started", extra=report.model_dump(include={"experiment_id", "stopped_previous"}))
     return report.model_dump(mode="json")
 

@@ -9,12 +9,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import pilot_training
 from mlops.artifacts import ArtifactStore
+from mlops.audit import AuditEventType
 from mlops.feature_store import FeatureGroupCatalog, OnlineFeatureStore
+from mlops.governance import audit_trail, model_event
 from mlops.observability import instrumented_handler, logger
 from mlops.offline_store import OfflineFeatureStore
 from mlops.pilot import StepRequest
 from mlops.registry import ModelRegistry
-from mlops.settings import DataSettings, IngestionSettings, ModelStoreSettings, load_settings
+from mlops.settings import AuditedModelStoreSettings, DataSettings, IngestionSettings, ModelStoreSettings, load_settings
 
 
 def _artifacts(settings: ModelStoreSettings) -> ArtifactStore:
@@ -71,9 +73,23 @@ def evaluate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @instrumented_handler
 def register_model(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = load_settings(ModelStoreSettings)
+    settings = load_settings(AuditedModelStoreSettings)
     request = StepRequest.model_validate(event)
-    registry = ModelRegistry(settings.registry_table, boto3.client("dynamodb"))
+    dynamodb = boto3.client("dynamodb")
+    registry = ModelRegistry(settings.registry_table, dynamodb)
     report = pilot_training.register_model(request, _artifacts(settings), registry, settings.model_name)
+    version = registry.get(settings.model_name, report.model_version)
+    audit_trail(settings.audit_table, dynamodb, writer="register").append(
+        model_event(
+            AuditEventType.MODEL_REGISTERED,
+            settings.model_name,
+            report.model_version,
+            actor=f"pilot:{request.execution_name}",
+            status=version.status.value,
+            execution_arn=request.execution_id,
+            dataset_sha256=version.dataset_sha256,
+            artifacts={name: ref.sha256 for name, ref in version.artifacts.items()},
+        )
+    )
     logger.info("Model registered", extra={"model_version": report.model_version})
     return report.model_dump(mode="json")

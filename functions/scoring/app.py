@@ -1,7 +1,8 @@
 """Scoring API: POST /predict, POST /predict/batch, GET /health, GET /models.
 
 A request may send only a customer id: its features come from the online feature store (FEATURE_STORE_TABLE),
-and features it does send override the stored ones; each prediction says where every input came from.
+and features it does send override the stored ones; each prediction says where every input came from. Every
+prediction is written to the audit trail (AUDIT_TABLE) before it is returned.
 
 When an experiment splits the model's traffic (its running experiment in EXPERIMENTS_TABLE), each customer
 gets a variant and that variant's decision, and the first assignment is logged as an exposure.
@@ -16,6 +17,7 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.artifacts import ArtifactStore
+from mlops.audit import AuditTrail
 from mlops.contracts import (
     BatchPredictionResponse,
     BatchPredictRequest,
@@ -28,9 +30,10 @@ from mlops.contracts import (
 from mlops.experiments.serving import RunningExperimentProvider, serve_experiment, service_calls_of
 from mlops.experiments.store import ExperimentStore
 from mlops.feature_store import OnlineFeatureLookup, online_lookup
+from mlops.governance import audit_trail, prediction_events
 from mlops.observability import MetricUnit, instrumented_handler, metrics
 from mlops.registry import ModelRegistry
-from mlops.rest import create_rest_app, resolve_json_api
+from mlops.rest import caller_identity, create_rest_app, request_id, resolve_json_api
 from mlops.scoring import LoadedModel, ModelProvider, score_and_prepare
 from mlops.settings import ScoringSettings, load_settings
 
@@ -52,6 +55,11 @@ def _model_provider() -> ModelProvider:
     settings = _settings()
     store = ArtifactStore(settings.artifact_bucket, boto3.client("s3"))
     return ModelProvider(_registry(), store, settings.model_name, settings.model_refresh_seconds)
+
+
+@cache
+def _audit() -> AuditTrail:
+    return audit_trail(_settings().audit_table, boto3.client("dynamodb"), writer="scoring")
 
 
 @cache
@@ -90,6 +98,9 @@ def _score(requests: list[PredictRequest], loaded: LoadedModel) -> list[Predicti
             predictions, service_calls_of(prepared.inputs), running, experiments.store
         )
         metrics.add_metric(name="ExperimentExposuresNotLogged", unit=MetricUnit.Count, value=unlogged)
+    # No prediction leaves without its audit record: if the append fails after its retries, the request
+    # fails (503, retryable) and nothing is returned.
+    _audit().append_many(prediction_events(predictions, caller_identity(app), request_id(app)))
     _record_predictions(predictions)
     return predictions
 

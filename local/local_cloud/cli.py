@@ -9,15 +9,21 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT / "layers" / "platform"))  # the layer, as Lambda mounts it under /opt
 
+from werkzeug.serving import make_server  # noqa: E402
+from werkzeug.test import Client  # noqa: E402
+
 from local_cloud.platform import LocalPlatform, StateEvent  # noqa: E402
+from mlops.approval import ApprovalPolicy  # noqa: E402
 from mlops.pilot import PilotExperimentInput, PilotInput, PilotTargets  # noqa: E402
 
 PILOT_STATE_MACHINE = "PilotStateMachine"
@@ -46,6 +52,14 @@ def pilot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the execution")
     parser.add_argument("--verbose", action="store_true", help="show the functions' logs instead of a log file")
+    parser.add_argument(
+        "--manual-approval",
+        action="store_true",
+        help="no automatic approval: the pilot waits for POST /models/{version}/approve|reject, served on --port",
+    )
+    parser.add_argument(
+        "--port", type=int, default=3000, help="where the API is served (make serve, --manual-approval)"
+    )
 
 
 @contextlib.contextmanager
@@ -61,10 +75,8 @@ def functions_log(args: argparse.Namespace) -> Iterator[TextIO]:
         yield console
 
 
-def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO | None = None) -> dict[str, Any]:
-    """Upload the data, execute the pilot state machine, write pilot_results.json and the model files."""
-    console = console or sys.stdout
-    started = time.perf_counter()
+def start_pilot(platform: LocalPlatform, args: argparse.Namespace) -> str:
+    """Upload the data and start an execution of the pilot state machine; returns its ARN."""
     s3 = platform.client("s3")
     data_bucket = platform.stack.physical_id("DataBucket")
     data_key = f"datasets/{args.data.name}"
@@ -83,18 +95,37 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
         seed=args.seed,
         smoke_test_calls=args.smoke_test_calls,
         experiment_design=PilotExperimentInput(baseline=args.baseline),
+        approval=ApprovalPolicy(auto_approve=not getattr(args, "manual_approval", False)),
     )
+    return platform.start_execution(PILOT_STATE_MACHINE, pilot_input.model_dump(mode="json"))
+
+
+def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO | None = None) -> dict[str, Any]:
+    """Upload the data, execute the pilot state machine, write pilot_results.json and the model files."""
+    console = console or sys.stdout
+    started = time.perf_counter()
+    started_at = datetime.now(UTC)
     print(
         f"Pilot: {args.data.name} on the local stack (moto), state machine {PILOT_STATE_MACHINE}",
         file=console,
         flush=True,
     )
-    arn = platform.start_execution(PILOT_STATE_MACHINE, pilot_input.model_dump(mode="json"))
+    if getattr(args, "manual_approval", False):
+        _serve_in_background(platform, args.port)
+        print(
+            f"Manual approval: the pilot waits at WaitForApproval. Decide with\n"
+            f"  curl -X POST localhost:{args.port}/models/<version>/approve   (or /reject)\n"
+            f"  (<version>: curl -s localhost:{args.port}/models)",
+            file=console,
+            flush=True,
+        )
+    arn = start_pilot(platform, args)
     result = platform.wait_for_execution(arn, timeout_s=args.timeout, on_state=lambda e: _print_state(e, console))
     elapsed = time.perf_counter() - started
 
     output = result.output or {}
     results = pilot_results(result, output, elapsed)
+    results["audit"] = audit_summary(platform, started_at)
     output_dir: Path = args.output_dir
     if results["model_version"] and results["status"] == "SUCCEEDED":
         _download_model(platform, output["registration"]["artifacts"], output_dir / "model")
@@ -106,6 +137,17 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
     output_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
     _print_summary(results, output_file, console)
     return results
+
+
+_BACKGROUND_SERVERS: dict[int, threading.Thread] = {}
+
+
+def _serve_in_background(platform: LocalPlatform, port: int) -> None:
+    """The API, served while the pilot waits for a human decision (`make serve` then keeps this server)."""
+    server = make_server("127.0.0.1", port, platform.api_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
+    thread.start()
+    _BACKGROUND_SERVERS[port] = thread
 
 
 def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
@@ -133,7 +175,60 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
             for s in result.states
         ],
         "artifacts": registration.get("artifacts"),
+        "lineage": lineage(output, result.execution_arn),
         "experiment": experiment_results(output),
+    }
+
+
+def lineage(output: dict[str, Any], execution_arn: str) -> dict[str, Any] | None:
+    """Where the model version came from: data, features, training run, artifacts."""
+    registration, dataset = output.get("registration") or {}, output.get("dataset") or {}
+    if not registration:
+        return None
+    features = output.get("features") or {}
+    return {
+        "model_version": registration.get("model_version"),
+        "execution_arn": execution_arn,
+        "dataset_key": dataset.get("data_key"),
+        "dataset_sha256": dataset.get("dataset_sha256"),
+        "feature_source": dataset.get("feature_source"),
+        "feature_group": features.get("feature_group"),
+        "feature_group_version": features.get("group_version"),
+        "features_as_of": features.get("as_of"),
+        "algorithm": (output.get("training") or {}).get("selected_algorithm"),
+        "artifacts_sha256": {name: ref["sha256"] for name, ref in (registration.get("artifacts") or {}).items()},
+    }
+
+
+def audit_summary(platform: LocalPlatform, since: datetime) -> dict[str, Any]:
+    """The run's audit trail through the API: a digest is written (as the hourly job would), every chain is
+    verified against it, and the state-changing events since the run started are listed in order."""
+    platform.runtime.invoke("AuditDigestFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
+    api = Client(platform.api_app())
+    verification = api.get("/audit/verify").get_json()
+    records: list[dict[str, Any]] = []
+    query: dict[str, Any] = {"since": since.isoformat(), "limit": 1000}
+    while True:
+        page = api.get("/audit", query_string=query).get_json()
+        records += page["records"]
+        if not page.get("next_page_token"):
+            break
+        query["page_token"] = page["next_page_token"]
+    events = [r["event"] for r in records]
+    predictions = [e for e in events if e["event_type"] == "prediction"]
+    return {
+        "verification": {k: verification.get(k) for k in ("valid", "records_checked", "first_broken")}
+        | {
+            "chains": len(verification.get("chains", [])),
+            "digests_checked": sum(c["digests_checked"] for c in verification.get("chains", [])),
+        },
+        "records": len(records),
+        "predictions_audited": sum(len(e["details"].get("predictions", [None])) for e in predictions),
+        "state_changes": [
+            {"event_type": e["event_type"], "entity": e["entity"], "actor": e["actor"], "occurred_at": e["occurred_at"]}
+            for e in events
+            if e["event_type"] != "prediction"
+        ],
     }
 
 
@@ -172,6 +267,13 @@ def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> 
             f"{features['rows_per_second']:,.0f} rows/s)"
         )
     lines += _experiment_summary(results.get("experiment"))
+    if audit := results.get("audit"):
+        check = audit["verification"]
+        lines.append(
+            f"Audit trail: {audit['records']} records this run ({audit['predictions_audited']} predictions, "
+            f"{len(audit['state_changes'])} state changes); chains {'VALID' if check['valid'] else 'BROKEN'} "
+            f"({check['records_checked']} records in {check['chains']} chains, {check['digests_checked']} digests)"
+        )
     lines.append(f"Results: {output_file}")
     print("\n".join(lines), file=console, flush=True)
 
@@ -226,7 +328,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not args.skip_pilot and run_pilot(platform, args, console)["status"] != "SUCCEEDED":
             print("The pilot failed; serving anyway (the API answers 503 until a model is deployed).", file=console)
         print(f"Serving the template's API on http://{args.host}:{args.port} (Ctrl-C stops)", file=console, flush=True)
-        serve(platform.api_app(), host=args.host, port=args.port)
+        if args.port in _BACKGROUND_SERVERS:  # already serving since the pilot waited for approval
+            _BACKGROUND_SERVERS[args.port].join()
+        else:
+            serve(platform.api_app(), host=args.host, port=args.port)
     return 0
 
 
@@ -253,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the pilot, then serve the template's API routes")
     pilot_arguments(serve)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--skip-pilot", action="store_true", help="serve with no model deployed")
     serve.set_defaults(run=cmd_serve)
     score = commands.add_parser("score", help="batch-score a CSV with a pilot's model directory")

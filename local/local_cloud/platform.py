@@ -14,6 +14,8 @@ from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.core.responses import EmptyResult
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from local_cloud.api_server import ApiGatewayApp
 from local_cloud.lambda_runtime import InProcessLambdaRuntime
@@ -31,6 +33,20 @@ _FAKE_AWS_ENV = {
 _HOST_AWS_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
 
 _POLL_INTERVAL_S = 0.05
+_MOTO_SEND_TASK_FAILURE = StepFunctionResponse.send_task_failure
+
+
+def _pass_the_cause_of_task_failures() -> None:
+    """moto 5.2.5's SendTaskFailure drops `cause` (AWS keeps it): pass it on, so a Catch sees `$.error.Cause`
+    as on AWS (the pilot's RecordFailure stores it). Undone when the platform stops."""
+
+    def send_task_failure(self: StepFunctionResponse) -> EmptyResult:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    StepFunctionResponse.send_task_failure = send_task_failure  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -158,6 +174,7 @@ class LocalPlatform:
         os.environ.update(_FAKE_AWS_ENV)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
+        _pass_the_cause_of_task_failures()
         try:
             self.stack = deploy_template(self.template_path, self.parameter_overrides, self.stack_name)
             self.runtime = InProcessLambdaRuntime(self.stack, self.project_root, self.extra_environment)
@@ -168,6 +185,7 @@ class LocalPlatform:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        StepFunctionResponse.send_task_failure = _MOTO_SEND_TASK_FAILURE  # type: ignore[method-assign]
         if getattr(self, "runtime", None) is not None:
             self.runtime.uninstall()
         if self._mock is not None:

@@ -32,6 +32,8 @@ EXPECTED_STATES = [
     "EvaluateModel",
     "QualityGate",
     "RegisterModel",
+    "DecideApproval",
+    "ApprovalGate",
     "DeployModel",
     "SmokeTest",
     "ValidateSuccessCriteria",
@@ -193,8 +195,18 @@ def test_model_artifacts_are_written_and_match_their_recorded_digests(pilot: dic
         ("sklearn", "model.skops"),
         ("feature_spec", "feature_spec.json"),
     ):
-        assert hashlib.sha256((model_dir / filename).read_bytes()).hexdigest() == card["artifacts"][name]["sha256"]
-    assert card["model_version"] == pilot["results"]["model_version"]
+        assert (
+            hashlib.sha256((model_dir / filename).read_bytes()).hexdigest()
+            == (card["model_details"]["artifacts"][name]["sha256"])
+        )
+    assert card["model_details"]["version"] == pilot["results"]["model_version"]
+    # The card has segments by international plan and by state region, and a rendered Markdown beside it
+    assert {s["segment"] for s in card["segments"]} == {"international_plan", "state_region"}
+    assert sum(s["n"] for s in card["segments"] if s["segment"] == "state_region") == 800
+    markdown = (model_dir / "model_card.md").read_text()
+    assert markdown.startswith(f"# Model card: churn {card['model_details']['version']}")
+    assert "## Segment metrics" in markdown
+    assert card["lineage"]["feature_group"] == "customer_behavior"
     assert card["data"]["sha256"] == hashlib.sha256(TELECOM_CSV.read_bytes()).hexdigest()
 
 

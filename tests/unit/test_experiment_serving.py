@@ -61,6 +61,7 @@ def prediction(customer_id: str, probability: float) -> Prediction:
         threshold=0.5,
         model_version="v1",
         imputed_features=[],
+        input_sha256="0" * 64,
     )
 
 

@@ -26,8 +26,9 @@ def substitutions() -> dict:
 def definition(substitutions: dict) -> dict:
     text = PILOT_ASL_PATH.read_text()
     # Given the definition with every placeholder replaced, as CloudFormation does
+    numbers = {"RetryIntervalSeconds", "ApprovalTimeoutSeconds"}  # substituted unquoted, as numbers
     for name in substitutions:
-        text = text.replace("${" + name + "}", "1" if name == "RetryIntervalSeconds" else f"sub-{name}")
+        text = text.replace("${" + name + "}", "1" if name in numbers else f"sub-{name}")
     return json.loads(text)
 
 
@@ -134,6 +135,7 @@ def test_the_order_of_the_pilot_steps(definition: dict) -> None:
         "TrainModel",
         "EvaluateModel",
         "RegisterModel",
+        "DecideApproval",
         "DeployModel",
         "SmokeTest",
         "ValidateSuccessCriteria",
@@ -141,3 +143,17 @@ def test_the_order_of_the_pilot_steps(definition: dict) -> None:
         "RunRetentionCampaign",
         "ValidateExperimentCriteria",
     ]
+
+
+def test_a_version_the_policy_does_not_approve_waits_for_a_human_with_a_task_token(definition: dict) -> None:
+    states = definition["States"]
+    gate = states["ApprovalGate"]
+    assert gate["Choices"] == [
+        {"Variable": "$.approval_decision.approved", "BooleanEquals": True, "Next": "DeployModel"}
+    ]
+    assert gate["Default"] == "WaitForApproval"
+    wait = states["WaitForApproval"]
+    assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert wait["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    assert wait["TimeoutSeconds"] == 1  # the ApprovalTimeoutSeconds substitution
+    assert wait["Next"] == "DeployModel"

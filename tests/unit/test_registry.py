@@ -114,3 +114,28 @@ def test_undeploy_removes_the_alias(registry: ModelRegistry) -> None:
 def test_an_unknown_version_is_a_clear_not_found(registry: ModelRegistry) -> None:
     with pytest.raises(ModelNotFoundError, match="has no version v9"):
         registry.get(MODEL, "v9")
+
+
+def test_a_pending_version_is_approved_or_rejected_once_and_keeps_its_history(registry: ModelRegistry) -> None:
+    # Given a version awaiting approval, with the token of the execution waiting for it
+    registry.register(a_version("v1", ModelStatus.PENDING_APPROVAL))
+    registry.set_approval_token("churn", "v1", "token-1")
+    assert registry.approval_token("churn", "v1") == "token-1"
+    # When a reviewer approves it
+    approved = registry.decide("churn", "v1", approved=True, by="arn:aws:iam::1:user/reviewer", reason="card read")
+    # Then it is approved with who and why, the token is gone, and it can be deployed
+    assert approved.status is ModelStatus.APPROVED
+    assert (approved.status_history[-1].by, approved.status_history[-1].reason) == (
+        "arn:aws:iam::1:user/reviewer",
+        "card read",
+    )
+    assert registry.approval_token("churn", "v1") is None
+    registry.deploy("churn", "v1", deployment_id="d1", expected_current=None, changed_by="t", reason="r")
+    # And no second decision is taken
+    with pytest.raises(InvalidTransitionError, match="only a version awaiting approval"):
+        registry.decide("churn", "v1", approved=False, by="someone", reason="too late")
+    # And a rejected version never deploys
+    registry.register(a_version("v2", ModelStatus.PENDING_APPROVAL))
+    registry.decide("churn", "v2", approved=False, by="reviewer", reason="recall too low")
+    with pytest.raises(InvalidTransitionError, match="only an approved version"):
+        registry.deploy("churn", "v2", deployment_id="d2", expected_current="v1", changed_by="t", reason="r")

@@ -16,7 +16,12 @@ from mlops.settings import (
     load_settings,
 )
 
-SCORING_ENV = {"MODEL_NAME": "churn", "REGISTRY_TABLE": "registry", "ARTIFACT_BUCKET": "artifacts"}
+SCORING_ENV = {
+    "MODEL_NAME": "churn",
+    "REGISTRY_TABLE": "registry",
+    "ARTIFACT_BUCKET": "artifacts",
+    "AUDIT_TABLE": "audit",
+}
 
 
 def test_scoring_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,13 +22,15 @@ MODEL_FILES = {
     "sklearn": "model.skops",
     "feature_spec": "feature_spec.json",
     "model_card": "model_card.json",
+    "model_card_markdown": "model_card.md",
 }
 
 
 def load_model_dir(model_dir: Path) -> LoadedModel:
     """A pilot's model directory (`DIR/model/`), each file checked against the digest in its model card."""
     card = json.loads((model_dir / MODEL_FILES["model_card"]).read_text())
-    artifacts = {name: ArtifactRef.model_validate(ref) for name, ref in card["artifacts"].items()}
+    details = card["model_details"]
+    artifacts = {name: ArtifactRef.model_validate(ref) for name, ref in details["artifacts"].items()}
 
     def verified(name: str) -> bytes:
         data = (model_dir / MODEL_FILES[name]).read_bytes()
@@ -41,12 +43,12 @@ def load_model_dir(model_dir: Path) -> LoadedModel:
 
     spec = FeatureSpec.model_validate_json(verified("feature_spec"))
     version = ModelVersion(
-        model_name=card["model_name"],
-        version=card["model_version"],
+        model_name=details["name"],
+        version=details["version"],
         status=ModelStatus.APPROVED,
-        created_at=card["created_at"],
-        algorithm=card["algorithm"],
-        threshold=card["threshold"],
+        created_at=details["created_at"],
+        algorithm=details["algorithm"],
+        threshold=details["threshold"],
         metrics={k: v for k, v in card["metrics"].items() if isinstance(v, int | float)},
         artifacts=artifacts,
         dataset_sha256=card["data"]["sha256"],

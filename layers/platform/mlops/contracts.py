@@ -42,6 +42,9 @@ class Prediction(BaseModel):
     threshold: float
     model_version: str
     imputed_features: list[str] = Field(description="Features that were missing or unseen and filled in.")
+    input_sha256: str = Field(
+        description="SHA-256 of the canonical JSON of the feature values scored (what the audit trail records)."
+    )
     feature_sources: dict[str, FeatureSource] = Field(
         default_factory=dict,
         description="Where each model input came from: the request, the feature store, or imputation.",

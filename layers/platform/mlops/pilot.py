@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops.approval import ApprovalDecision, ApprovalPolicy
 from mlops.artifacts import ArtifactRef, ArtifactStore
 from mlops.errors import SmokeTestError
 from mlops.experiments.models import ExperimentResults, SampleSizePlan, VariantSpec
@@ -96,6 +97,7 @@ class PilotInput(BaseModel):
         "of the execution.",
     )
     smoke_test_calls: int = Field(default=200, ge=1, le=5000)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     experiment_design: PilotExperimentInput = Field(default_factory=PilotExperimentInput)
     campaign_assumptions: CampaignAssumptions = Field(default_factory=CampaignAssumptions)
 
@@ -251,6 +253,7 @@ class PilotState(PilotInput):
     training: TrainingReport | None = None
     evaluation: EvaluationReport | None = None
     registration: RegistrationReport | None = None
+    approval_decision: ApprovalDecision | None = None
     deployment: DeploymentReport | None = None
     smoke_test: SmokeTestReport | None = None
     criteria: CriteriaReport | None = None

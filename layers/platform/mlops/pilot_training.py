@@ -23,6 +23,7 @@ from mlops.feature_ingestion import ingest_file, training_frame_from_store
 from mlops.feature_store import FeatureGroupCatalog, IngestionReport, OnlineFeatureStore, feature_group_from_schema
 from mlops.features import FeatureSpec, fit_feature_spec, prepare_features
 from mlops.inference import OnnxChurnModel
+from mlops.model_card import ModelCard, build_model_card, render_markdown
 from mlops.offline_store import OfflineFeatureStore
 from mlops.pilot import (
     MODELS_PREFIX,
@@ -212,17 +213,30 @@ def register_model(
     }
     # Global importance on the held-out rows, with the same explainer the explain function serves.
     explainability = explainability_summary(TreeShapExplainer(pipeline, spec), prepared)
-    card = model_card(request, model_name, version, spec, pipeline, stored, parity, explainability)
+    now = utc_now()
+    history = [
+        StatusChange(
+            status=ModelStatus.PENDING_APPROVAL,
+            at=now,
+            by=f"pilot:{request.execution_name}",
+            reason="registered after the quality gate (accuracy and auc_roc at or above target)",
+        )
+    ]
+    card = model_card(
+        request, model_name, version, spec, pipeline, stored, parity, explainability, test, prepared, history
+    )
     stored["model_card"] = artifacts.put(
-        f"{prefix}/model_card.json", json.dumps(card, indent=2).encode(), "application/json"
+        f"{prefix}/model_card.json", card.model_dump_json(indent=2).encode(), "application/json"
+    )
+    stored["model_card_markdown"] = artifacts.put(
+        f"{prefix}/model_card.md", render_markdown(card).encode(), "text/markdown"
     )
 
-    now = utc_now()
     registry.register(
         ModelVersion(
             model_name=model_name,
             version=version,
-            status=ModelStatus.APPROVED,
+            status=ModelStatus.PENDING_APPROVAL,
             created_at=now,
             algorithm=training.selected_algorithm,
             threshold=DEFAULT_THRESHOLD,
@@ -230,20 +244,7 @@ def register_model(
             artifacts=stored,
             dataset_sha256=dataset.dataset_sha256,
             execution_arn=request.execution_id,
-            status_history=[
-                StatusChange(
-                    status=ModelStatus.PENDING_APPROVAL,
-                    at=now,
-                    by=f"pilot:{request.execution_name}",
-                    reason="registered",
-                ),
-                StatusChange(
-                    status=ModelStatus.APPROVED,
-                    at=now,
-                    by="pilot quality gate",
-                    reason="; ".join(f"{k} >= target" for k in ("accuracy", "auc_roc")),
-                ),
-            ],
+            status_history=history,
         )
     )
     smoke_rows = reference_rows(test, test_columns, spec, OnnxChurnModel(onnx_bytes, spec))
@@ -299,52 +300,59 @@ def model_card(
     stored: dict[str, ArtifactRef],
     parity: float,
     explainability: dict[str, Any],
-) -> dict[str, Any]:
-    """The model card; `explainability` is `mlops.explain.explainability_summary` of the held-out split."""
+    test: pd.DataFrame,
+    prepared: Any,
+    status_history: list[StatusChange],
+) -> ModelCard:
+    """The model card at registration (`mlops.model_card`): metrics overall and per segment of the held-out
+    split, limitations, the explainability summary, lineage and the approval history so far."""
     pilot = request.pilot
     dataset = request.require(pilot.dataset, "dataset")
     training = request.require(pilot.training, "training")
     evaluation = request.require(pilot.evaluation, "evaluation")
     classifier = pipeline.steps[-1][1]
-    return {
-        "model_name": model_name,
-        "model_version": version,
-        "created_at": utc_now(),
-        "intended_use": "Rank customers by churn risk to target retention offers; not for credit, pricing or "
-        "any decision with legal effect on a person.",
-        "algorithm": training.selected_algorithm,
-        "parameters": {k: v for k, v in classifier.get_params().items() if isinstance(v, int | float | str | bool)},
-        "candidates_cv_auc": training.cv_auc,
-        "training_seconds": training.training_seconds,
-        "metrics": evaluation.metrics,
-        "threshold": DEFAULT_THRESHOLD,
-        "onnx_parity_max_abs_diff": parity,
-        "data": {
-            "key": dataset.data_key,
-            "sha256": dataset.dataset_sha256,
-            "rows": dataset.rows,
-            "train_rows": dataset.train_rows,
-            "test_rows": dataset.test_rows,
-            "positive_rate": dataset.positive_rate,
+    features = pilot.features
+    return build_model_card(
+        model_name=model_name,
+        version=version,
+        algorithm=training.selected_algorithm,
+        created_at=status_history[0].at,
+        threshold=DEFAULT_THRESHOLD,
+        artifacts=stored,
+        data_key=dataset.data_key,
+        dataset_sha256=dataset.dataset_sha256,
+        rows=dataset.rows,
+        train_rows=dataset.train_rows,
+        test_rows=dataset.test_rows,
+        positive_rate=dataset.positive_rate,
+        feature_source=dataset.feature_source,
+        metrics=evaluation.metrics,
+        probabilities=pipeline.predict_proba(prepared_to_frame(prepared))[:, 1],
+        labels=labels(test, spec.data_schema),
+        test_frame=test,
+        schema=spec.data_schema,
+        explainability=explainability,
+        status_history=status_history,
+        execution_arn=request.execution_id,
+        execution_name=request.execution_name,
+        feature_group=features.feature_group if features else None,
+        feature_group_version=features.group_version if features else None,
+        features_as_of=features.as_of if features else None,
+        previous_production_version=pilot.environment.production_version if pilot.environment else None,
+        seed=pilot.seed,
+        training={
+            "parameters": {k: v for k, v in classifier.get_params().items() if isinstance(v, int | float | str | bool)},
+            "candidates_cv_auc": training.cv_auc,
+            "cv_folds": pilot.cv_folds,
+            "training_seconds": training.training_seconds,
+            "onnx_parity_max_abs_diff": parity,
             "missing_values": dataset.missing_values,
-        },
-        "schema": spec.data_schema.model_dump(),
-        "features": {
-            "numerical": spec.model_numerical,
-            "categorical": spec.model_categorical,
-            "derived": spec.derived,
-            "imputation": {
-                "numerical_medians": spec.numeric_fill,
-                "categorical_modes": spec.categorical_fill,
+            "features": {
+                "numerical": spec.model_numerical,
+                "categorical": spec.model_categorical,
+                "derived": spec.derived,
+                "imputation": {"numerical_medians": spec.numeric_fill, "categorical_modes": spec.categorical_fill},
+                "high_value_threshold": spec.high_value_threshold,
             },
-            "high_value_threshold": spec.high_value_threshold,
         },
-        "explainability": explainability,
-        "lineage": {"execution_arn": request.execution_id, "seed": pilot.seed, "cv_folds": pilot.cv_folds},
-        "artifacts": {name: ref.model_dump() for name, ref in stored.items()},
-        "limitations": [
-            "Trained on one snapshot of one operator's customers; re-validate before use on another population.",
-            "Probabilities are not calibrated beyond what the algorithm provides.",
-            "Unseen categories and missing values are imputed from training statistics, which can hide drift.",
-        ],
-    }
+    )

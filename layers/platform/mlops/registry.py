@@ -104,6 +104,49 @@ class ModelRegistry:
         versions = [ModelVersion.model_validate_json(i["document"]["S"]) for p in pages for i in p["Items"]]
         return sorted(versions, key=lambda v: (v.created_at, v.version), reverse=True)
 
+    def decide(self, model_name: str, version: str, *, approved: bool, by: str, reason: str) -> ModelVersion:
+        """Approve or reject a version awaiting approval (PendingApproval only: a decision is taken once)."""
+        current = self.get(model_name, version)
+        status = ModelStatus.APPROVED if approved else ModelStatus.REJECTED
+        put = self._version_put(current, status, utc_now(), by, reason)
+        try:
+            self._ddb.put_item(
+                **put,
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":pending": {"S": ModelStatus.PENDING_APPROVAL.value}},
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            raise InvalidTransitionError(
+                field="model_version",
+                message=f"version {version} is {self.get(model_name, version).status.value}; only a version "
+                "awaiting approval can be approved or rejected",
+            ) from None
+        return ModelVersion.model_validate_json(put["Item"]["document"]["S"])
+
+    def set_approval_token(self, model_name: str, version: str, task_token: str) -> None:
+        """Keep the Step Functions task token of the execution waiting for a decision on this version."""
+        try:
+            self._ddb.update_item(
+                TableName=self.table_name,
+                Key=_key(model_name, _VERSION_PREFIX + version),
+                UpdateExpression="SET approval_task_token = :token",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":token": {"S": task_token},
+                    ":pending": {"S": ModelStatus.PENDING_APPROVAL.value},
+                },
+            )
+        except self._ddb.exceptions.ConditionalCheckFailedException:
+            raise InvalidTransitionError(field="model_version", message=f"version {version} is not pending") from None
+
+    def approval_token(self, model_name: str, version: str) -> str | None:
+        item = self._ddb.get_item(
+            TableName=self.table_name, Key=_key(model_name, _VERSION_PREFIX + version), ConsistentRead=True
+        ).get("Item")
+        return item.get("approval_task_token", {}).get("S") if item else None
+
     # ------------------------------------------------------------------ production alias
     def get_production(self, model_name: str) -> ProductionAlias | None:
         item = self._ddb.get_item(

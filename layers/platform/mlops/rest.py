@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
+from mlops.audit import AuditUnavailableError
 from mlops.contracts import EntityId, ErrorBody, ErrorField, ErrorResponse
 from mlops.errors import (
     ArtifactIntegrityError,
@@ -48,6 +49,7 @@ _DOMAIN_ERRORS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     EntityNotFoundError: (HTTPStatus.NOT_FOUND, "entity_not_found"),
     FeatureGroupConflictError: (HTTPStatus.CONFLICT, "feature_group_conflict"),
     FeatureStoreUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "feature_store_unavailable"),
+    AuditUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "audit_unavailable"),
 }
 # pydantic names the branch of a union it tried (`features.x.float`); the caller only needs the field.
 _UNION_BRANCHES = frozenset({"float", "int", "str", "bool", "none", "list", "dict"})
@@ -165,3 +167,8 @@ def caller_identity(app: APIGatewayRestResolver) -> str:
     """Who made the request, as API Gateway authenticated it (IAM principal or API key id), for audit records."""
     identity = app.current_event.request_context.identity
     return identity.user_arn or identity.api_key_id or identity.caller or "anonymous"
+
+
+def request_id(app: APIGatewayRestResolver) -> str:
+    """API Gateway's id of the request (ties audit records to the API's access logs)."""
+    return app.current_event.request_context.request_id or "unknown"

@@ -22,6 +22,7 @@ from mlops.errors import (
 )
 from mlops.feature_store import FeatureRecord, OnlineFeatureLookup
 from mlops.features import FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
+from mlops.governance import input_sha256
 from mlops.inference import OnnxChurnModel
 from mlops.observability import logger
 from mlops.registry import ModelRegistry, ModelVersion
@@ -192,6 +193,7 @@ def score_and_prepare(
                 threshold=threshold,
                 model_version=loaded.version.version,
                 imputed_features=imputed,
+                input_sha256=input_sha256(item.request.features),
                 feature_sources=sources,
                 feature_event_time=item.record.event_time.isoformat() if item.record else None,
                 feature_status=item.record.status if item.record else None,

@@ -30,14 +30,26 @@ class FeatureLookupSettings(_FunctionSettings):
     feature_group_refresh_seconds: float = Field(default=30.0, ge=0)
 
 
-class ScoringSettings(ModelStoreSettings, FeatureLookupSettings):
+class AuditSettings(_FunctionSettings):
+    """Where a function appends its audit records (see `mlops.audit`)."""
+
+    audit_table: str = Field(min_length=1)
+
+
+class AuditApiSettings(AuditSettings):
+    """The audit API and the digest job: the table, and the bucket of chained digests."""
+
+    audit_bucket: str = Field(min_length=1)
+
+
+class ScoringSettings(ModelStoreSettings, FeatureLookupSettings, AuditSettings):
     model_refresh_seconds: float = Field(default=30.0, ge=0)
     experiments_table: str | None = Field(
         default=None, min_length=1, description="Where the running experiment of the model is (none: no A/B test)."
     )
 
 
-class FeaturesApiSettings(FeatureLookupSettings):
+class FeaturesApiSettings(FeatureLookupSettings, AuditSettings):
     feature_store_table: str = Field(min_length=1)
 
 
@@ -52,6 +64,10 @@ class IngestionSettings(ModelStoreSettings):
     ingest_write_concurrency: int = Field(default=16, ge=1, le=64)
 
 
+class AuditedModelStoreSettings(ModelStoreSettings, AuditSettings):
+    """Steps that change a model version's status (register, deploy, roll back) and audit it."""
+
+
 class ExperimentsSettings(_FunctionSettings):
     """The experiments API and the pilot's experiment step."""
 
@@ -59,8 +75,12 @@ class ExperimentsSettings(_FunctionSettings):
     experiments_table: str = Field(min_length=1)
 
 
-class PilotExperimentSettings(ModelStoreSettings):
-    """The pilot's experiment step: reads the run's schema, writes the experiment."""
+class AuditedExperimentsSettings(ExperimentsSettings, AuditSettings):
+    """The experiments API, which audits creations and stops."""
+
+
+class PilotExperimentSettings(ModelStoreSettings, AuditSettings):
+    """The pilot's experiment step: reads the run's schema, writes the experiment (and audits it)."""
 
     experiments_table: str = Field(min_length=1)
 
