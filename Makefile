@@ -11,7 +11,7 @@ RUN := PYTHONPATH=local:layers/platform $(PY)
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build events bench-explain bench-features clean
+.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean
 
 $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt layers/serving/requirements.txt \
 		layers/stats/requirements.txt functions/pipeline/requirements.txt
@@ -65,6 +65,9 @@ clean:
 
 events: $(INSTALLED)  ## rewrite events/pilot_step_*.json from a local pilot run
 	$(RUN) -m local_cloud.capture_events
+
+bench: $(INSTALLED)  ## every figure with its target and conditions in one run, writes bench/results.json and bench/results.md
+	PYTHONPATH=local:layers/platform $(PY) bench/suite.py
 
 bench-features: $(INSTALLED)  ## online lookup p50/p99 (single, 100-id batch) and ingestion rows/s, writes bench/feature_store.json
 	PYTHONPATH=layers/platform $(PY) bench/feature_store.py

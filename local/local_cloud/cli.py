@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -338,7 +339,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from mlops.batch import load_model_dir, score_csv
 
-    loaded = load_model_dir(args.model_dir)
+    loaded = load_model_dir(args.model_dir, threads=os.cpu_count() or 1)  # a batch job has the machine
     started = time.perf_counter()
     rows = score_csv(loaded, args.input, args.output)
     elapsed = time.perf_counter() - started

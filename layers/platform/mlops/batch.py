@@ -26,8 +26,9 @@ MODEL_FILES = {
 }
 
 
-def load_model_dir(model_dir: Path) -> LoadedModel:
-    """A pilot's model directory (`DIR/model/`), each file checked against the digest in its model card."""
+def load_model_dir(model_dir: Path, threads: int = 1) -> LoadedModel:
+    """A pilot's model directory (`DIR/model/`), each file checked against the digest in its model card.
+    `threads`: ONNX Runtime's intra-op threads (a batch job may use every core; online scoring uses one)."""
     card = json.loads((model_dir / MODEL_FILES["model_card"]).read_text())
     details = card["model_details"]
     artifacts = {name: ArtifactRef.model_validate(ref) for name, ref in details["artifacts"].items()}
@@ -54,7 +55,7 @@ def load_model_dir(model_dir: Path) -> LoadedModel:
         dataset_sha256=card["data"]["sha256"],
         execution_arn=card["lineage"]["execution_arn"],
     )
-    return LoadedModel(version=version, spec=spec, model=OnnxChurnModel(verified("onnx"), spec))
+    return LoadedModel(version=version, spec=spec, model=OnnxChurnModel(verified("onnx"), spec, threads=threads))
 
 
 def score_csv(loaded: LoadedModel, input_path: Path, output_path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
