@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlops import batch as batch_scoring
 from mlops import pilot_training
 from mlops.artifacts import ArtifactStore
 from mlops.audit import AuditEventType
+from mlops.batch_plan import BatchPlan, ChunkPlan
 from mlops.feature_store import FeatureGroupCatalog, OnlineFeatureStore
 from mlops.governance import audit_trail, model_event
 from mlops.observability import instrumented_handler, logger
 from mlops.offline_store import OfflineFeatureStore
 from mlops.pilot import StepRequest
 from mlops.registry import ModelRegistry
+from mlops.scoring import LoadedModel, load_model_version
 from mlops.settings import AuditedModelStoreSettings, DataSettings, IngestionSettings, ModelStoreSettings, load_settings
 
 
@@ -93,3 +97,19 @@ def register_model(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     logger.info("Model registered", extra={"model_version": report.model_version})
     return report.model_dump(mode="json")
+
+
+@cache
+def _chunk_model(version: str) -> LoadedModel:
+    """The version a batch plan named, loaded once per container (verified by SHA-256)."""
+    settings = load_settings(ModelStoreSettings)
+    registry = ModelRegistry(settings.registry_table, boto3.client("dynamodb"))
+    return load_model_version(registry.get(settings.model_name, version), _artifacts(settings))
+
+
+@instrumented_handler
+def score_chunk(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """One item of the batch-scoring Distributed Map: score a byte range of the input into its part."""
+    batch, chunk = BatchPlan.model_validate(event["plan"]), ChunkPlan.model_validate(event["chunk"])
+    rows = batch_scoring.score_chunk(_chunk_model(batch.model_version), boto3.client("s3"), batch, chunk)
+    return {"index": chunk.index, "rows": rows}

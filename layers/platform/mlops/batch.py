@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mlops.artifacts import ArtifactRef, sha256_hex
+from mlops.batch_plan import BatchPlan, ChunkPlan, part_key
 from mlops.errors import ArtifactIntegrityError
 from mlops.features import FeatureSpec
 from mlops.inference import OnnxChurnModel
@@ -28,7 +31,9 @@ MODEL_FILES = {
 
 def load_model_dir(model_dir: Path, threads: int = 1) -> LoadedModel:
     """A pilot's model directory (`DIR/model/`), each file checked against the digest in its model card.
-    `threads`: ONNX Runtime's intra-op threads (a batch job may use every core; online scoring uses one)."""
+    `threads`: ONNX Runtime's intra-op threads. More are faster on several cores, but the tree ensemble then
+    adds its trees in another order, which can move a probability's 6th decimal: 1 (as online scoring and the
+    batch-scoring state machine use) keeps every path's scores identical."""
     card = json.loads((model_dir / MODEL_FILES["model_card"]).read_text())
     details = card["model_details"]
     artifacts = {name: ArtifactRef.model_validate(ref) for name, ref in details["artifacts"].items()}
@@ -58,21 +63,41 @@ def load_model_dir(model_dir: Path, threads: int = 1) -> LoadedModel:
     return LoadedModel(version=version, spec=spec, model=OnnxChurnModel(verified("onnx"), spec, threads=threads))
 
 
+def score_frame(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """`id, churn_probability, churn_prediction, model_version` for each row of a schema-checked frame."""
+    schema = loaded.spec.data_schema
+    probabilities, _ = loaded.model.score_columns(frame_to_columns(frame, schema))
+    return pd.DataFrame(
+        {
+            schema.id_column: frame[schema.id_column].to_numpy(),
+            "churn_probability": np.round(probabilities, 6),
+            "churn_prediction": probabilities >= loaded.version.threshold,
+            "model_version": loaded.version.version,
+        }
+    )
+
+
 def score_csv(loaded: LoadedModel, input_path: Path, output_path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
     """Write `id, churn_probability, churn_prediction, model_version` per input row; returns the row count."""
-    schema = loaded.spec.data_schema
     rows = 0
     with output_path.open("w", newline="") as out:
-        for index, chunk in enumerate(read_dataset(input_path, schema, chunksize=chunk_rows)):
-            probabilities, _ = loaded.model.score_columns(frame_to_columns(chunk, schema))
-            scored = pd.DataFrame(
-                {
-                    schema.id_column: chunk[schema.id_column].to_numpy(),
-                    "churn_probability": np.round(probabilities, 6),
-                    "churn_prediction": probabilities >= loaded.version.threshold,
-                    "model_version": loaded.version.version,
-                }
-            )
+        for index, chunk in enumerate(read_dataset(input_path, loaded.spec.data_schema, chunksize=chunk_rows)):
+            scored = score_frame(loaded, chunk)
             scored.to_csv(out, header=index == 0, index=False)
             rows += len(scored)
     return rows
+
+
+def score_chunk(loaded: LoadedModel, s3: Any, plan: BatchPlan, chunk: ChunkPlan) -> int:
+    """Score one planned byte range of the input (with the plan's header) into its part; returns its rows."""
+    body = s3.get_object(Bucket=plan.bucket, Key=plan.input_key, Range=f"bytes={chunk.start_byte}-{chunk.end_byte}")
+    text = plan.header + "\n" + body["Body"].read().decode("utf-8")
+    scored = score_frame(loaded, read_dataset(io.StringIO(text), loaded.spec.data_schema))
+    s3.put_object(
+        Bucket=plan.bucket,
+        Key=part_key(plan, chunk.index),
+        Body=scored.to_csv(index=False, header=chunk.index == 0).encode(),  # parts join by plain concatenation
+        ContentType="text/csv",
+        Metadata={"rows": str(len(scored))},
+    )
+    return len(scored)
