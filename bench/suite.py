@@ -22,6 +22,7 @@ prints the table. A missed target is reported, not fatal: the exit status is 0 u
 
 from __future__ import annotations
 
+import csv
 import importlib.metadata
 import io
 import json
@@ -31,6 +32,7 @@ import re
 import subprocess  # fresh interpreters: cold start, batch scoring, the existing benchmarks
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -201,16 +203,16 @@ def layer_env() -> dict[str, str]:
 def pilot_and_online_scoring(requests: list[PredictRequest]) -> dict[str, Any]:
     output_dir = WORK_DIR / "pilot"
     args = pilot_args(output_dir, verbose=False)
-    say("[1/7] pilot on the local stack (moto)")
+    say("[1/8] pilot on the local stack (moto)")
     started = time.perf_counter()
     with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform, functions_log(args) as console:
         deploy_s = time.perf_counter() - started
         results = run_pilot(platform, args, console)
         if results["status"] != "SUCCEEDED":
             raise RuntimeError(f"the pilot failed: {results['error']}")
-        say("[2/7] scoring core per request (ONNX vs scikit-learn)")
+        say("[2/8] scoring core per request (ONNX vs scikit-learn)")
         core = scoring_core(output_dir / "model", requests)
-        say("[3/7] scoring Lambda handler end to end (API Gateway event, moto)")
+        say("[3/8] scoring Lambda handler end to end (API Gateway event, moto)")
         handler = scoring_handler(platform, requests)
     pilot = {
         "stack_deploy_s": round(deploy_s, 3),
@@ -518,6 +520,93 @@ sys.exit(bench.main())
 """
 
 
+HTTP_PORT = 3057
+HTTP_USERS = 200  # each sends one request a second (bench/locustfile.py): 200 requests/s offered
+HTTP_SECONDS = 60
+
+
+def http_load() -> dict[str, Any]:
+    """`make serve` in a subprocess (a fresh pilot, then the API), and locust headless against it."""
+    serve_log = (WORK_DIR / "serve.log").open("w")
+    server = subprocess.Popen(  # noqa: S603  # this interpreter, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "local_cloud.cli",
+            "serve",
+            "--port",
+            str(HTTP_PORT),
+            "--output-dir",
+            str(WORK_DIR / "serve"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=layer_env(),
+        stdout=serve_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_until_serving(f"http://127.0.0.1:{HTTP_PORT}/health", timeout_s=600)
+        prefix = WORK_DIR / "locust"
+        locust = subprocess.run(  # noqa: S603  # this interpreter, fixed arguments
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(BENCH_DIR / "locustfile.py"),
+                "--headless",
+                "-u",
+                str(HTTP_USERS),
+                "-r",
+                "50",
+                "-t",
+                f"{HTTP_SECONDS}s",
+                "--stop-timeout",
+                "5",
+                "--host",
+                f"http://127.0.0.1:{HTTP_PORT}",
+                "--csv",
+                str(prefix),
+                "--only-summary",
+            ],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=HTTP_SECONDS + 180,
+            check=False,  # locust exits 1 when any request failed: that is a result
+        )
+        (WORK_DIR / "locust.log").write_text(locust.stdout + locust.stderr)
+        with Path(f"{prefix}_stats.csv").open() as handle:
+            row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        serve_log.close()
+    return {
+        "users": HTTP_USERS,
+        "seconds": HTTP_SECONDS,
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "requests_per_second": round(float(row["Requests/s"]), 1),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
+    }
+
+
+def _wait_until_serving(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # our own local server
+                if json.loads(response.read()).get("status") == "ok":
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{url} did not answer ok within {timeout_s} s (see out/bench/serve.log)")
+
+
 def existing_benchmark(module: str, ok_codes: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Run bench/<module>.py's main() in a fresh interpreter (as `make bench-...`), its JSON to out/bench/."""
     output = WORK_DIR / f"{module}.json"
@@ -749,6 +838,24 @@ def figures_of(raw: dict[str, Any], load: float) -> list[dict[str, Any]]:
             "(interpreter start not included)",
         ),
     ]
+    http = raw["http_load"]
+    http_conditions = (
+        f"locust {importlib.metadata.version('locust')} headless, {http['users']} clients each sending one "
+        f"request a second (200 requests/s offered) for {http['seconds']} s, POST /predict with every feature "
+        f"of held-out customers, against make serve (werkzeug threaded server, the in-process Lambda runtime on "
+        f"moto: every request also writes its audit record, chain head and experiment exposure), load generator "
+        f"and server on the same {os.cpu_count()} CPUs; {http['requests']} requests"
+    )
+    http_why = (
+        "one Python process serves every request (the GIL) with three moto writes each, and locust shares the "
+        f"same CPUs; {busy}"
+    )
+    rows += [
+        figure("HTTP sustained requests/s", http["requests_per_second"], "req/s", http_conditions, 200, ">=", http_why),
+        figure("HTTP p95", http["p95_ms"], "ms", http_conditions, 50, "<", http_why),
+        figure("HTTP p99", http["p99_ms"], "ms", http_conditions),
+        figure("HTTP errors", http["failures"], "count", http_conditions, 0, "<=", "see out/bench/locust.log"),
+    ]
     store = f"bench/feature_store.py on {features['store']}; {features['data']}"
     single, batch100, ingestion = features["lookup_single"], features["lookup_batch_100"], features["ingestion"]
     rows += [
@@ -795,6 +902,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:,.0f} rows/s"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "count":
+        return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}" if abs(value) < 10 else f"{value:.1f} {unit}"
@@ -845,14 +954,16 @@ def main() -> int:
     requests = held_out_requests()
     raw = pilot_and_online_scoring(requests)
     model_dir = WORK_DIR / "pilot" / "model"
-    say("[4/7] cold start of the scoring function (fresh interpreters)")
+    say("[4/8] cold start of the scoring function (fresh interpreters)")
     raw["cold_start"] = cold_start(model_dir, requests[0])
-    say("[5/7] batch scoring (make score) on synthetic customers")
+    say("[5/8] batch scoring (make score) on synthetic customers")
     raw["batch_scoring"] = batch_scoring(model_dir)
-    say("[6/7] explanation latency (bench/explain_latency.py)")
+    say("[6/8] explanation latency (bench/explain_latency.py)")
     raw["explain"] = existing_benchmark("explain_latency", ok_codes=(0, 1))  # 1: its own target missed
-    say("[7/7] feature store (bench/feature_store.py)")
+    say("[7/8] feature store (bench/feature_store.py)")
     raw["feature_store"] = existing_benchmark("feature_store")
+    say(f"[8/8] HTTP load: make serve, then locust with {HTTP_USERS} clients for {HTTP_SECONDS} s")
+    raw["http_load"] = http_load()
     load_end = os.getloadavg()
     (WORK_DIR / "raw.json").write_text(json.dumps(raw, indent=2) + "\n")  # kept if the report below fails
     report = {
