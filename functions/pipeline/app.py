@@ -18,7 +18,7 @@ from mlops.governance import audit_trail, model_event
 from mlops.observability import instrumented_handler, logger
 from mlops.offline_store import OfflineFeatureStore
 from mlops.pilot import StepRequest
-from mlops.registry import ModelRegistry
+from mlops.registry import ModelRegistry, ModelStatus
 from mlops.scoring import LoadedModel, load_model_version
 from mlops.settings import AuditedModelStoreSettings, DataSettings, IngestionSettings, ModelStoreSettings, load_settings
 
@@ -82,17 +82,17 @@ def register_model(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     dynamodb = boto3.client("dynamodb")
     registry = ModelRegistry(settings.registry_table, dynamodb)
     report = pilot_training.register_model(request, _artifacts(settings), registry, settings.model_name)
-    version = registry.get(settings.model_name, report.model_version)
+    dataset = request.require(request.pilot.dataset, "dataset")
     audit_trail(settings.audit_table, dynamodb, writer="register").append(
         model_event(
             AuditEventType.MODEL_REGISTERED,
             settings.model_name,
             report.model_version,
             actor=f"pilot:{request.execution_name}",
-            status=version.status.value,
+            status=ModelStatus.PENDING_APPROVAL.value,  # every version is registered awaiting approval
             execution_arn=request.execution_id,
-            dataset_sha256=version.dataset_sha256,
-            artifacts={name: ref.sha256 for name, ref in version.artifacts.items()},
+            dataset_sha256=dataset.dataset_sha256,
+            artifacts={name: ref.sha256 for name, ref in report.artifacts.items()},
         )
     )
     logger.info("Model registered", extra={"model_version": report.model_version})
