@@ -11,7 +11,7 @@ RUN := PYTHONPATH=local:layers/platform $(PY)
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean
+.PHONY: venv browser pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean
 
 $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt layers/serving/requirements.txt \
 		layers/stats/requirements.txt functions/pipeline/requirements.txt
@@ -21,6 +21,12 @@ $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.
 	@touch $@
 
 venv: $(INSTALLED)
+
+browser:  ## Debian's chromium for the pilot report's browser test (tests/integration/test_report_browser.py)
+	@command -v chromium >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; \
+	}
 
 $(SAM): | $(INSTALLED)
 	@test -x $(SAM_VENV)/bin/python || $(PY313) -m venv $(SAM_VENV)
@@ -35,13 +41,13 @@ serve: $(INSTALLED)  ## run the pilot, then serve the API on http://127.0.0.1:30
 score: $(INSTALLED)  ## make score ARGS="--model-dir out/pilot/model --input data/telecom_churn.csv --output out/scores.csv"
 	$(RUN) -m local_cloud.cli score $(ARGS)
 
-test: $(INSTALLED)  ## every suite: unit, integration (moto), end to end (whole pilot)
+test: $(INSTALLED) browser  ## every suite: unit, integration (moto), end to end (whole pilot); installs chromium for the report test
 	$(PY) -m pytest tests -q
 
 test-unit: $(INSTALLED)
 	$(PY) -m pytest tests/unit -q
 
-test-integration: $(INSTALLED)
+test-integration: $(INSTALLED) browser
 	$(PY) -m pytest tests/integration -q
 
 test-e2e: $(INSTALLED)

@@ -234,7 +234,7 @@ def scoring_core(model_dir: Path, requests: list[PredictRequest]) -> dict[str, A
     spec = loaded.spec
 
     def onnx(request: PredictRequest) -> float:
-        (prediction,), _ = score_and_prepare([request], loaded)
+        (prediction,), _, _ = score_and_prepare([request], loaded)
         return prediction.churn_probability
 
     def sklearn(request: PredictRequest) -> float:
@@ -342,7 +342,7 @@ class ModelDirectory:
 
 loaded = load_model_version(ModelVersion.model_validate_json({version!r}), ArtifactStore("local", ModelDirectory()))
 model_loaded = time.time()
-(prediction,), _ = score_and_prepare([PredictRequest.model_validate_json({request!r})], loaded)
+(prediction,), _, _ = score_and_prepare([PredictRequest.model_validate_json({request!r})], loaded)
 answered = time.time()
 heavy = sorted(m for m in ("pandas", "sklearn", "scipy", "moto") if m in sys.modules)
 print(json.dumps({{"ready": ready, "imported": imported, "model_loaded": model_loaded, "answered": answered,

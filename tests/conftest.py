@@ -7,10 +7,13 @@ deployed model share one pilot run (about half a minute).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import CHROMIUM
 
 from helpers import PROJECT_ROOT, pilot_args
 from local_cloud.cli import LOCAL_PARAMETERS, run_pilot
@@ -30,3 +33,14 @@ def pilot(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
     results = run_pilot(platform, pilot_args(output_dir))
     assert results["status"] == "SUCCEEDED", results["error"]
     return {"results": results, "output_dir": output_dir}
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium for the report tests: skipped without it (`make browser` installs it), but not in CI."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run the browser test")
+        pytest.skip(message)
+    return CHROMIUM

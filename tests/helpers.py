@@ -59,3 +59,47 @@ def pilot_args(output_dir: Path, **overrides: Any) -> argparse.Namespace:
     )
     values.update(overrides)
     return argparse.Namespace(**values)
+
+
+def emitted_metrics(output: str) -> list[dict[str, Any]]:
+    """The metrics in Powertools' EMF lines of `output`: name, value (values summed) and dimensions."""
+    metrics = []
+    for line in output.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            dimensions = {name: blob[name] for names in directive["Dimensions"] for name in names}
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                metrics.append(
+                    {
+                        "name": metric["Name"],
+                        "value": sum(value) if isinstance(value, list) else value,
+                        "dimensions": dimensions,
+                    }
+                )
+    return metrics
+
+
+def parameter_value(template: dict[str, Any], value: Any) -> Any:
+    """A template value, with a `!Ref` to a parameter resolved to the parameter's default."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return template["Parameters"][value["Ref"]]["Default"]
+    return value
+
+
+_COMPARISONS = {
+    "GreaterThanThreshold": lambda value, threshold: value > threshold,
+    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
+    "LessThanThreshold": lambda value, threshold: value < threshold,
+    "LessThanOrEqualToThreshold": lambda value, threshold: value <= threshold,
+}
+
+
+def alarm_breached(alarm_logical_id: str, value: float) -> bool:
+    """Whether a datapoint of `value` breaches the template's alarm (its comparison and threshold as deployed)."""
+    template = load_template()
+    properties = template["Resources"][alarm_logical_id]["Properties"]
+    threshold = float(parameter_value(template, properties["Threshold"]))
+    return _COMPARISONS[properties["ComparisonOperator"]](value, threshold)

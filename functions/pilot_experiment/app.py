@@ -1,26 +1,31 @@
-"""Pilot steps 9 and 10: start the A/B test on the deployed model, then run the simulated retention campaign.
+"""Pilot steps after the deployment: start the A/B test, run the simulated retention campaign, monitor the model.
 
-Two functions share this code (StartExperimentFunction: `start_experiment`, RetentionCampaignFunction:
-`run_retention_campaign`). A failure here leaves the validated model serving: the state machine catches it
-into `$.experiment_error` and the final criteria step reports `ab_testing_ready` as failed.
+Three functions share this code (StartExperimentFunction: `start_experiment`, RetentionCampaignFunction:
+`run_retention_campaign`, MonitorModelFunction: `monitor_model`). A failure here leaves the validated model
+serving: the state machine catches it (`$.experiment_error`, `$.monitoring_error`) and the final criteria step
+reports the criteria it affects as failed.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from mlops.artifacts import ArtifactStore
 from mlops.audit import AuditEventType
+from mlops.errors import MonitoringError
 from mlops.experiments.campaign import run_retention_campaign as run_campaign
 from mlops.experiments.campaign import start_pilot_experiment
 from mlops.experiments.store import ExperimentStore
 from mlops.governance import audit_trail, experiment_event
 from mlops.observability import instrumented_handler, logger
 from mlops.pilot import StepRequest, lambda_api_invoker
-from mlops.settings import CampaignSettings, PilotExperimentSettings, load_settings
+from mlops.pilot_monitoring import monitor_pilot
+from mlops.settings import CampaignSettings, PilotExperimentSettings, PilotMonitoringSettings, load_settings
 
 
 @instrumented_handler
@@ -64,3 +69,27 @@ def run_retention_campaign(event: dict[str, Any], context: LambdaContext) -> dic
         max_wait_seconds=2 * settings.model_refresh_seconds + 5,
     )
     return report.model_dump(mode="json")
+
+
+@instrumented_handler
+def monitor_model(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = load_settings(PilotMonitoringSettings)
+    # The monitor may run for minutes: wait for it (its 300 s timeout) instead of resending it after 60 s.
+    lambda_client = boto3.client("lambda", config=Config(read_timeout=310, retries={"max_attempts": 1}))
+    monitor = settings.model_monitor_function_name
+
+    def invoke_monitor(payload: dict[str, Any]) -> dict[str, Any]:
+        response = lambda_client.invoke(FunctionName=monitor, Payload=json.dumps(payload))
+        body = json.loads(response["Payload"].read())
+        if "FunctionError" in response:
+            raise MonitoringError(field="monitor", message=f"the model monitor failed: {body.get('errorMessage')}")
+        return body
+
+    summary = monitor_pilot(
+        StepRequest.model_validate(event),
+        ArtifactStore(settings.artifact_bucket, boto3.client("s3")),
+        lambda_api_invoker(lambda_client, settings.monitoring_function_name),
+        invoke_monitor,
+    )
+    logger.info("Pilot traffic monitored", extra=summary.model_dump(exclude={"report"}))
+    return summary.model_dump(mode="json")

@@ -9,7 +9,7 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops import batch as batch_scoring
-from mlops import pilot_training
+from mlops import pilot_report, pilot_training
 from mlops.artifacts import ArtifactStore
 from mlops.audit import AuditEventType
 from mlops.batch_plan import BatchPlan, ChunkPlan
@@ -97,6 +97,15 @@ def register_model(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     logger.info("Model registered", extra={"model_version": report.model_version})
     return report.model_dump(mode="json")
+
+
+@instrumented_handler
+def publish_report(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """The pilot report (report.html, self-contained) beside the run's other artifacts."""
+    settings = load_settings(ModelStoreSettings)
+    ref = pilot_report.publish_report(StepRequest.model_validate(event), _artifacts(settings), settings.model_name)
+    logger.info("Pilot report published", extra={"key": ref.key, "bytes": ref.size_bytes})
+    return ref.model_dump(mode="json")
 
 
 @cache

@@ -10,15 +10,20 @@ gets a variant and that variant's decision, and the first assignment is logged a
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.artifacts import ArtifactStore
 from mlops.audit import AuditTrail
+from mlops.capture import InferenceCapture, score_bucket
 from mlops.contracts import (
+    SYNTHETIC_TRAFFIC_HEADER,
     BatchPredictionResponse,
     BatchPredictRequest,
     HealthResponse,
@@ -30,8 +35,9 @@ from mlops.contracts import (
 from mlops.experiments.serving import RunningExperimentProvider, serve_experiment, service_calls_of
 from mlops.experiments.store import ExperimentStore
 from mlops.feature_store import OnlineFeatureLookup, online_lookup
+from mlops.features import Columns
 from mlops.governance import audit_trail, prediction_events
-from mlops.observability import MetricUnit, instrumented_handler, metrics
+from mlops.observability import MetricUnit, instrumented_handler, logger, metrics, record_dimensioned
 from mlops.registry import ModelRegistry
 from mlops.rest import caller_identity, create_rest_app, request_id, resolve_json_api
 from mlops.scoring import LoadedModel, ModelProvider, score_and_prepare
@@ -76,6 +82,16 @@ def _experiment_provider() -> RunningExperimentProvider | None:
     return RunningExperimentProvider(store, settings.model_name, settings.model_refresh_seconds)
 
 
+@cache
+def _capture() -> InferenceCapture | None:
+    settings = _settings()
+    if settings.monitoring_bucket is None or settings.capture_sample_rate == 0:
+        return None
+    # Short timeouts and one attempt: a lost drift sample is acceptable, a stalled prediction is not.
+    s3 = boto3.client("s3", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}))
+    return InferenceCapture(settings.monitoring_bucket, s3, settings.model_name, settings.capture_sample_rate)
+
+
 @app.post("/predict")
 def predict(request: PredictRequest) -> Prediction:
     loaded = _model_provider().current()
@@ -90,7 +106,7 @@ def predict_batch(request: BatchPredictRequest) -> BatchPredictionResponse:
 
 
 def _score(requests: list[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
-    predictions, prepared = score_and_prepare(requests, loaded, _feature_lookup())
+    predictions, prepared, columns = score_and_prepare(requests, loaded, _feature_lookup())
     experiments = _experiment_provider()
     running = experiments.current() if experiments else None
     if running is not None and experiments is not None:
@@ -102,6 +118,7 @@ def _score(requests: list[PredictRequest], loaded: LoadedModel) -> list[Predicti
     # fails (503, retryable) and nothing is returned.
     _audit().append_many(prediction_events(predictions, caller_identity(app), request_id(app)))
     _record_predictions(predictions)
+    _capture_inputs(predictions, columns)
     return predictions
 
 
@@ -137,6 +154,35 @@ def list_models() -> ModelListResponse:
 def _record_predictions(predictions: list[Prediction]) -> None:
     metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(predictions))
     metrics.add_metric(name="PredictedChurn", unit=MetricUnit.Count, value=sum(p.churn_prediction for p in predictions))
+    record_dimensioned(
+        "PredictionsByVariant", MetricUnit.Count, Counter(p.variant or "none" for p in predictions), "variant"
+    )
+    record_dimensioned(
+        "PredictionsByModelVersion", MetricUnit.Count, Counter(p.model_version for p in predictions), "model_version"
+    )
+    record_dimensioned(
+        "ChurnScoreBucket", MetricUnit.Count, Counter(score_bucket(p.churn_probability) for p in predictions), "bucket"
+    )
+
+
+def _synthetic_traffic() -> bool:
+    """The smoke test's direct invokes mark themselves; through API Gateway (an event with an apiId) the header
+    is ignored, so a public client cannot keep its traffic out of drift monitoring."""
+    event = app.current_event
+    return bool(event.headers.get(SYNTHETIC_TRAFFIC_HEADER)) and "apiId" not in event.raw_event["requestContext"]
+
+
+def _capture_inputs(predictions: list[Prediction], columns: Columns) -> None:
+    """Best effort, unlike the audit record: a lost drift sample is counted, the answer still goes out.
+    Synthetic traffic (the pilot's smoke test) is not captured, so it does not weigh on drift."""
+    capture = _capture()
+    if capture is None or _synthetic_traffic():
+        return
+    try:
+        capture.write(predictions, columns)
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("Inference capture failed", extra={"error": type(error).__name__})
+        metrics.add_metric(name="CaptureFailures", unit=MetricUnit.Count, value=1)
 
 
 def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

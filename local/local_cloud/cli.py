@@ -129,9 +129,11 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
     output_dir: Path = args.output_dir
     if results["model_version"] and results["status"] == "SUCCEEDED":
         _download_model(platform, output["registration"]["artifacts"], output_dir / "model")
-        # The report shows what the model card says about explanations (global SHAP importance).
+        # The results show what the model card says about explanations (global SHAP importance).
         card = json.loads((output_dir / "model" / "model_card.json").read_text())
         results["explainability"] = card["explainability"]
+    if output.get("report"):
+        results["report"] = str(_download_report(platform, output["report"], output_dir / "report.html"))
     output_file = args.output_file or output_dir / "pilot_results.json"
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -177,6 +179,11 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
         "artifacts": registration.get("artifacts"),
         "lineage": lineage(output, result.execution_arn),
         "experiment": experiment_results(output),
+        "decision_threshold": (output.get("training") or {}).get("decision_threshold"),
+        "monitoring": output.get("monitoring")
+        or ({"error": output["monitoring_error"]} if output.get("monitoring_error") else None),
+        "report": None,
+        "report_error": output.get("report_error"),
     }
 
 
@@ -267,6 +274,8 @@ def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> 
             f"{features['rows_per_second']:,.0f} rows/s)"
         )
     lines += _experiment_summary(results.get("experiment"))
+    if monitoring := results.get("monitoring"):
+        lines.append(_monitoring_summary(monitoring))
     if audit := results.get("audit"):
         check = audit["verification"]
         lines.append(
@@ -274,8 +283,24 @@ def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> 
             f"{len(audit['state_changes'])} state changes); chains {'VALID' if check['valid'] else 'BROKEN'} "
             f"({check['records_checked']} records in {check['chains']} chains, {check['digests_checked']} digests)"
         )
+    if results.get("report"):
+        lines.append(f"Report: {results['report']}")
     lines.append(f"Results: {output_file}")
     print("\n".join(lines), file=console, flush=True)
+
+
+def _monitoring_summary(monitoring: dict[str, Any]) -> str:
+    if "error" in monitoring:
+        return f"Monitoring: failed ({monitoring['error']})"
+    drift = {True: "DRIFT in " + ", ".join(monitoring["drifted_features"] or ["the score"]), False: "no drift"}.get(
+        monitoring["drift_detected"], "no verdict (too few rows)"
+    )
+    accuracy = monitoring["accuracy"]
+    return (
+        f"Monitoring: {monitoring['captured_rows']} captured rows, {drift} (max PSI "
+        f"{monitoring['max_feature_psi'] or 0:.3f}); accuracy from {monitoring['outcomes_matched']} logged outcomes "
+        f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}"
+    )
 
 
 def _experiment_summary(experiment: dict[str, Any] | None) -> list[str]:
@@ -303,6 +328,15 @@ def _experiment_summary(experiment: dict[str, Any] | None) -> list[str]:
         f"${assumptions['offer_cost_usd']:,.0f} per offer, {assumptions['offer_acceptance_rate']:.0%} of offered "
         "would-be churners staying",
     ]
+
+
+def _download_report(platform: LocalPlatform, ref: dict[str, Any], path: Path) -> Path:
+    from mlops.artifacts import ArtifactRef, ArtifactStore
+
+    store = ArtifactStore(platform.stack.physical_id("ArtifactBucket"), platform.client("s3"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(store.get_verified(ArtifactRef.model_validate(ref)))
+    return path
 
 
 def _download_model(platform: LocalPlatform, artifacts: dict[str, Any], model_dir: Path) -> None:

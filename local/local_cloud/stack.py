@@ -32,11 +32,15 @@ _PLACEHOLDER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/local-cloud:l
 # - the state machine: CloudFormation ignores DefinitionSubstitutions, and with `execute_state_machine`
 #   a machine it creates is invisible to the Step Functions API;
 # - the API deployment/stage: moto ignores the OpenAPI Body of the RestApi, so the deployment finds no
-#   methods and fails (the local API is served by api_server.ApiGatewayApp from the SAM events instead).
+#   methods and fails (the local API is served by api_server.ApiGatewayApp from the SAM events instead);
+# - alarms and topic subscriptions: moto's CloudFormation skips them with a warning each (nothing evaluates
+#   alarms locally: the tests check emitted metrics against the template's thresholds instead).
 _REPLACED_TYPES = {
     "AWS::StepFunctions::StateMachine",
     "AWS::ApiGateway::Deployment",
     "AWS::ApiGateway::Stage",
+    "AWS::CloudWatch::Alarm",
+    "AWS::SNS::Subscription",
 }
 
 

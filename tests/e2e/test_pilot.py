@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import open_in_chromium
 from werkzeug.test import Client
 
 from helpers import TELECOM_CSV, load_event
@@ -40,7 +41,9 @@ EXPECTED_STATES = [
     "AllCriteriaMet",
     "StartExperiment",
     "RunRetentionCampaign",
+    "MonitorModel",
     "ValidateExperimentCriteria",
+    "PublishReport",
     "ExperimentCriteriaMet",
     "PilotSucceeded",
 ]
@@ -79,10 +82,42 @@ def test_the_pilot_succeeds_with_every_criterion_and_writes_its_results_file(pil
         "experiment",
     ):
         assert written[key], key
-    assert {"ab_testing_ready", "projected_annual_impact_usd"} <= set(written["success_criteria"])
+    assert {
+        "ab_testing_ready",
+        "projected_annual_impact_usd",
+        "monitored_accuracy",
+        "no_drift_on_held_out_traffic",
+    } <= set(written["success_criteria"])
     assert all(c["passed"] for c in written["success_criteria"].values())
     assert [s["name"] for s in written["states"]] == EXPECTED_STATES
     assert all(s["status"] == "SUCCEEDED" for s in written["states"])
+
+
+def test_the_pilot_writes_a_report_that_renders_offline_in_chromium(pilot: dict[str, Any], chromium: Path) -> None:
+    # Given the report the pilot wrote beside its results
+    report = pilot["output_dir"] / "report.html"
+    assert pilot["results"]["report"] == str(report)
+    # When headless Chromium opens it from disk, with no network
+    page = open_in_chromium(report)
+    # Then it is this run's report, every figure decoded to a real image, and nothing failed or was fetched
+    assert page["title"] == f"Pilot report: churn {pilot['results']['model_version']} (PASS)"
+    names = [image["name"] for image in page["images"]]
+    assert {"roc", "precision_recall", "calibration", "confusion_matrix", "threshold_value", "global_importance",
+            "example_explanation", "ab_results", "drift_psi", "score_drift", "latency"} <= set(names)  # fmt: skip
+    for image in page["images"]:
+        assert image["complete"], image["name"]
+        assert image["naturalWidth"] > 0, image["name"]
+    assert page["console_errors"] == page["page_errors"] == page["failed_requests"] == []
+
+
+def test_the_decision_threshold_is_chosen_for_business_value_and_used(pilot: dict[str, Any]) -> None:
+    results = pilot["results"]
+    threshold = results["decision_threshold"]
+    # Then it is not the default 0.5 but the campaign's best (offer $50 against $210 kept: near 50/210)
+    assert 0.05 <= threshold <= 0.5
+    assert threshold != 0.5
+    # And the held-out metrics and the registered version use it
+    assert results["metrics"]["threshold"] == threshold
 
 
 def test_the_pilot_ingests_the_file_into_the_feature_store_and_trains_from_it(pilot: dict[str, Any]) -> None:

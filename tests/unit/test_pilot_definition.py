@@ -107,14 +107,28 @@ def test_a_failing_ab_test_never_rolls_the_validated_model_back(definition: dict
     # Given the A/B test steps, which start only once the model met its own criteria
     assert states["AllCriteriaMet"]["Choices"][0]["Next"] == "StartExperiment"
     assert states["AllCriteriaMet"]["Default"] == "CriteriaNotMet"
-    # Then their failures are caught into $.experiment_error and still reach the final criteria check ...
-    for name in ("StartExperiment", "RunRetentionCampaign"):
+    # Then their failures, and the monitoring and report steps' after them, are caught into the state and still
+    # reach the final criteria check ...
+    for name, result_path, after in (
+        ("StartExperiment", "$.experiment_error", "ValidateExperimentCriteria"),
+        ("RunRetentionCampaign", "$.experiment_error", "MonitorModel"),
+        ("MonitorModel", "$.monitoring_error", "ValidateExperimentCriteria"),
+        ("PublishReport", "$.report_error", "ExperimentCriteriaMet"),
+    ):
         catch = states[name]["Catch"][0]
-        assert (catch["ResultPath"], catch["Next"]) == ("$.experiment_error", "ValidateExperimentCriteria"), name
+        assert (catch["ResultPath"], catch["Next"]) == (result_path, after), name
     assert states["ValidateExperimentCriteria"]["Parameters"]["stage"] == "experiment"
     assert states["ExperimentCriteriaMet"]["Default"] == "ExperimentCriteriaNotMet"
     # ... and from nowhere after the model's criteria can the execution reach RollBack
-    for name in ("StartExperiment", "RunRetentionCampaign", "ValidateExperimentCriteria", "ExperimentCriteriaNotMet"):
+    after_the_model = (
+        "StartExperiment",
+        "RunRetentionCampaign",
+        "MonitorModel",
+        "ValidateExperimentCriteria",
+        "PublishReport",
+        "ExperimentCriteriaNotMet",
+    )
+    for name in after_the_model:
         assert "RollBack" not in reachable_from(definition, name), name
         assert "PilotFailed" in reachable_from(definition, name), name
     assert "RollBack" in reachable_from(definition, "ValidateSuccessCriteria")
@@ -141,7 +155,9 @@ def test_the_order_of_the_pilot_steps(definition: dict) -> None:
         "ValidateSuccessCriteria",
         "StartExperiment",
         "RunRetentionCampaign",
+        "MonitorModel",
         "ValidateExperimentCriteria",
+        "PublishReport",
     ]
 
 

@@ -18,6 +18,10 @@ MAX_REASONS = 5
 MAX_FEATURE_BATCH_IDS = 100
 
 
+SYNTHETIC_TRAFFIC_HEADER = "X-Synthetic-Traffic"
+"""Requests carrying this header (the pilot's smoke test) are scored and audited but not captured for drift."""
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

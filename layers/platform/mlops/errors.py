@@ -135,3 +135,9 @@ class FeatureStoreUnavailableError(DomainError):
 
     def __init__(self, field: str, message: str, *, retryable: bool = True) -> None:
         super().__init__(field, message, retryable=retryable)
+
+
+class MonitoringError(DomainError):
+    """The model monitor, or the outcomes it needs, could not be reached."""
+
+    code: ClassVar[str] = "MONITORING_ERROR"

@@ -278,7 +278,7 @@ def explain_requests(
 ) -> list[Explanation]:
     """Explain validated API requests in one vectorised pass; ``top`` keeps the N largest contributions.
     Missing features come from the online store as for /predict (``lookup``)."""
-    predictions, prepared = score_and_prepare(requests, model.served, lookup)
+    predictions, prepared, _ = score_and_prepare(requests, model.served, lookup)
     explainer = model.explainer
     attributions = explainer.attribute(prepared)
     values = explainer.input_values(prepared)

@@ -629,7 +629,7 @@ def _explainability_lines(summary: Mapping[str, Any]) -> list[str]:
     ]
     if facts:
         lines += [f"Global importance on the held-out rows ({', '.join(facts)}):", ""]
-    importance = _importance(summary.get("global_importance"))
+    importance = ranked_importance(summary.get("global_importance"))[:TOP_FEATURES]
     if importance:
         lines += _table(
             ("Rank", "Feature", "Mean abs contribution"),
@@ -640,15 +640,16 @@ def _explainability_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _importance(raw: Any) -> list[tuple[str, float]]:
-    """The top features, from the list `explainability_summary` returns (or a {feature: value} mapping)."""
+def ranked_importance(raw: Any) -> list[tuple[str, float]]:
+    """(feature, mean |contribution|), largest first, from the list `explainability_summary` returns (or a
+    {feature: value} mapping)."""
     if isinstance(raw, Mapping):
         pairs = [(str(name), float(value)) for name, value in raw.items()]
     elif isinstance(raw, list):
         pairs = [(str(item["feature"]), float(item["mean_abs_contribution"])) for item in raw]
     else:
         return []
-    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))[:TOP_FEATURES]
+    return sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
 
 
 def _heading(section: str) -> list[str]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.approval import ApprovalDecision, ApprovalPolicy
 from mlops.artifacts import ArtifactRef, ArtifactStore
+from mlops.contracts import SYNTHETIC_TRAFFIC_HEADER
 from mlops.errors import SmokeTestError
 from mlops.experiments.models import ExperimentResults, SampleSizePlan, VariantSpec
 from mlops.feature_store import IngestionReport
@@ -130,6 +131,13 @@ class TrainingReport(BaseModel):
     training_seconds: float
     model: ArtifactRef
     feature_spec: ArtifactRef
+    # Defaults keep executions started before thresholds were chosen (e.g. waiting for approval) valid.
+    decision_threshold: float = Field(
+        default=0.5, description="Chosen on validation predictions for the campaign's net value."
+    )
+    threshold_choice: ArtifactRef | None = Field(
+        default=None, description="The ThresholdChoice (mlops.threshold), with its curve."
+    )
 
 
 class EvaluationReport(BaseModel):
@@ -167,6 +175,7 @@ class SmokeTestReport(BaseModel):
     served_version: str
     max_reference_difference: float
     latency_ms: LatencySummary
+    latencies_ms: list[float] = Field(default_factory=list, description="Every call's latency, in call order.")
 
 
 class ExperimentStartReport(BaseModel):
@@ -229,6 +238,22 @@ class CampaignReport(BaseModel):
     business_impact: BusinessImpact
 
 
+class MonitoringSummary(BaseModel):
+    """What the monitor found on the pilot's own traffic; the whole MonitoringReport is the `report` artifact."""
+
+    model_version: str | None
+    captured_rows: int
+    drift_detected: bool | None = Field(description="None: too few captured rows, or no baseline, for a verdict.")
+    drifted_features: list[str]
+    max_feature_psi: float | None
+    score_psi: float | None
+    outcomes_logged: int
+    outcomes_matched: int
+    accuracy: float | None
+    recall: float | None
+    report: ArtifactRef
+
+
 class Criterion(BaseModel):
     value: float | bool | str | None
     target: float | bool | str | None
@@ -260,6 +285,10 @@ class PilotState(PilotInput):
     experiment: ExperimentStartReport | None = None
     campaign: CampaignReport | None = None
     experiment_error: dict[str, Any] | None = None
+    monitoring: MonitoringSummary | None = None
+    monitoring_error: dict[str, Any] | None = None
+    report: ArtifactRef | None = Field(default=None, description="report.html, once PublishReport wrote it.")
+    report_error: dict[str, Any] | None = None
 
 
 class CriteriaRequest(BaseModel):
@@ -370,14 +399,17 @@ def summarise_latency(latencies_ms: list[float]) -> LatencySummary:
     )
 
 
-def api_gateway_event(method: str, path: str, body: dict[str, Any] | None, request_id: str) -> dict[str, Any]:
+def api_gateway_event(
+    method: str, path: str, body: dict[str, Any] | None, request_id: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A REST API (v1) proxy event, as API Gateway sends it to the scoring function."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
     return {
         "resource": path,
         "path": path,
         "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
         "pathParameters": None,
@@ -425,6 +457,7 @@ def run_smoke_test(
             "/predict",
             {"customer_id": row["customer_id"], "features": row["features"]},
             request_id=f"{request.execution_name}-smoke-{call}",
+            headers={SYNTHETIC_TRAFFIC_HEADER: "smoke-test"},
         )
         started = clock()
         response = invoke_scoring(event)
@@ -446,6 +479,7 @@ def run_smoke_test(
         served_version=registration.model_version,
         max_reference_difference=max_difference,
         latency_ms=summarise_latency(latencies),
+        latencies_ms=[round(value, 3) for value in latencies],
     )
 
 
@@ -505,7 +539,15 @@ def _experiment_criteria(state: PilotState) -> dict[str, Criterion]:
     )
     impact = campaign.business_impact.projected_annual_impact_usd if campaign else None
     target = state.targets.projected_annual_impact_usd
+    monitoring = state.monitoring
+    accuracy = monitoring.accuracy if monitoring else None
+    no_drift = monitoring is not None and monitoring.drift_detected is False
     return {
+        # The monitoring path end to end: the accuracy measured from logged outcomes joined with the served
+        # predictions meets the accuracy target the held-out evaluation had to meet; and the held-out traffic,
+        # drawn like the training data, raises no drift.
+        "monitored_accuracy": _at_least(accuracy, state.targets.accuracy),
+        "no_drift_on_held_out_traffic": Criterion(value=no_drift, target=True, comparison="==", passed=no_drift),
         "ab_testing_ready": Criterion(value=ready, target=True, comparison="==", passed=ready),
         "projected_annual_impact_usd": Criterion(
             value=impact, target=target, comparison=">=", passed=impact is not None and impact >= target
@@ -513,5 +555,7 @@ def _experiment_criteria(state: PilotState) -> dict[str, Criterion]:
     }
 
 
-def _at_least(value: float, target: float) -> Criterion:
+def _at_least(value: float | None, target: float) -> Criterion:
+    if value is None:  # not measured: fails
+        return Criterion(value=None, target=target, comparison=">=", passed=False)
     return Criterion(value=round(value, 6), target=target, comparison=">=", passed=value >= target)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.artifacts import ArtifactRef, ArtifactStore, sha256_hex
+from mlops.drift import build_baseline
 from mlops.errors import DataValidationError, ParityError
 from mlops.explain import TreeShapExplainer, explainability_summary
 from mlops.export import dump_skops, export_onnx, load_skops, max_probability_difference
@@ -37,6 +38,7 @@ from mlops.pilot import (
 )
 from mlops.registry import ModelRegistry, ModelStatus, ModelVersion, StatusChange, utc_now
 from mlops.schema import DataSchema
+from mlops.threshold import choose_threshold
 from mlops.training import (
     evaluate,
     frame_to_columns,
@@ -48,7 +50,6 @@ from mlops.training import (
 )
 
 SMOKE_TEST_ROWS = 50
-DEFAULT_THRESHOLD = 0.5
 
 
 def ingest_features(
@@ -148,10 +149,22 @@ def train(request: StepRequest, artifacts: ArtifactStore) -> TrainingReport:
     result = train_and_select(train_frame, spec, seed=request.pilot.seed, cv_folds=request.pilot.cv_folds)
     elapsed = time.perf_counter() - started
     prefix = run_prefix(request.execution_name)
+    assumptions = request.pilot.campaign_assumptions
+    choice = choose_threshold(
+        result.validation_probabilities,
+        result.validation_labels,
+        value_per_saved_customer_usd=assumptions.annual_value_per_customer_usd * assumptions.offer_acceptance_rate,
+        offer_cost_usd=assumptions.offer_cost_usd,
+        source=f"out-of-fold predictions of {result.selected} on the training split ({request.pilot.cv_folds}-fold CV)",
+    )
     return TrainingReport(
         selected_algorithm=result.selected,
         cv_auc=result.cv_auc,
         training_seconds=round(elapsed, 3),
+        decision_threshold=choice.threshold,
+        threshold_choice=artifacts.put(
+            f"{prefix}/threshold_choice.json", choice.model_dump_json().encode(), "application/json"
+        ),
         model=artifacts.put(f"{prefix}/model.skops", dump_skops(result.pipeline)),
         feature_spec=artifacts.put(
             f"{prefix}/feature_spec.json", spec.model_dump_json(by_alias=True).encode(), "application/json"
@@ -172,7 +185,8 @@ def evaluate_model(request: StepRequest, artifacts: ArtifactStore) -> Evaluation
     test = _load_split(artifacts, dataset.test, spec.data_schema)
     prepared = prepare_features(frame_to_columns(test, spec.data_schema), spec)
     probabilities = pipeline.predict_proba(prepared_to_frame(prepared))[:, 1]
-    metrics = evaluate(probabilities, labels(test, spec.data_schema), threshold=DEFAULT_THRESHOLD)
+    threshold = request.require(request.pilot.training, "training").decision_threshold
+    metrics = evaluate(probabilities, labels(test, spec.data_schema), threshold=threshold)
     targets = request.pilot.targets
     failed = [
         f"{name} {value:.4f} < {target}"
@@ -211,6 +225,15 @@ def register_model(
             f"{prefix}/feature_spec.json", spec.model_dump_json(by_alias=True).encode(), "application/json"
         ),
     }
+    # What drift monitoring compares served inputs with: the training rows' features, and the scores the
+    # exported graph gives the held-out rows.
+    served_model = OnnxChurnModel(onnx_bytes, spec)
+    held_out_scores, _ = served_model.score_columns(test_columns)
+    train = _load_split(artifacts, dataset.train, spec.data_schema)
+    baseline = build_baseline(frame_to_columns(train, spec.data_schema), held_out_scores, spec.data_schema)
+    stored["drift_baseline"] = artifacts.put(
+        f"{prefix}/drift_baseline.json", baseline.model_dump_json().encode(), "application/json"
+    )
     # Global importance on the held-out rows, with the same explainer the explain function serves.
     explainability = explainability_summary(TreeShapExplainer(pipeline, spec), prepared)
     now = utc_now()
@@ -239,7 +262,7 @@ def register_model(
             status=ModelStatus.PENDING_APPROVAL,
             created_at=now,
             algorithm=training.selected_algorithm,
-            threshold=DEFAULT_THRESHOLD,
+            threshold=training.decision_threshold,
             metrics={k: v for k, v in evaluation.metrics.items() if isinstance(v, int | float)},
             artifacts=stored,
             dataset_sha256=dataset.dataset_sha256,
@@ -247,7 +270,7 @@ def register_model(
             status_history=history,
         )
     )
-    smoke_rows = reference_rows(test, test_columns, spec, OnnxChurnModel(onnx_bytes, spec))
+    smoke_rows = reference_rows(test, test_columns, spec, served_model)
     return RegistrationReport(
         model_version=version,
         artifacts=stored,
@@ -317,7 +340,7 @@ def model_card(
         version=version,
         algorithm=training.selected_algorithm,
         created_at=status_history[0].at,
-        threshold=DEFAULT_THRESHOLD,
+        threshold=training.decision_threshold,
         artifacts=stored,
         data_key=dataset.data_key,
         dataset_sha256=dataset.dataset_sha256,

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,7 +21,7 @@ from mlops.errors import (
     ModelUnavailableError,
 )
 from mlops.feature_store import FeatureRecord, OnlineFeatureLookup
-from mlops.features import FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
+from mlops.features import Columns, FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
 from mlops.governance import input_sha256
 from mlops.inference import OnnxChurnModel
 from mlops.observability import logger
@@ -168,12 +168,19 @@ def with_stored_features(
     return resolved
 
 
+class ScoredRequests(NamedTuple):
+    predictions: list[Prediction]
+    prepared: PreparedFeatures
+    """The model inputs (explanations reuse them, so they explain exactly what /predict scored)."""
+    columns: Columns
+    """The raw inputs scored, stored features merged in, before imputation (what drift monitoring captures)."""
+
+
 def score_and_prepare(
     requests: Sequence[PredictRequest], loaded: LoadedModel, lookup: OnlineFeatureLookup | None = None
-) -> tuple[list[Prediction], PreparedFeatures]:
+) -> ScoredRequests:
     """Score validated API requests with one vectorised pass through feature preparation and ONNX, after
-    filling in stored features (`with_stored_features`); the prepared model inputs come back too
-    (explanations reuse them, so they explain exactly what /predict scored)."""
+    filling in stored features (`with_stored_features`)."""
     resolved = with_stored_features(requests, loaded.spec, lookup)
     columns = _columns_naming_the_bad_record([r.request for r in resolved], loaded.spec)
     probabilities, prepared = loaded.model.score_columns(columns)
@@ -199,7 +206,7 @@ def score_and_prepare(
                 feature_status=item.record.status if item.record else None,
             )
         )
-    return predictions, prepared
+    return ScoredRequests(predictions, prepared, columns)
 
 
 def _columns_naming_the_bad_record(requests: Sequence[PredictRequest], spec: FeatureSpec) -> dict[str, np.ndarray]:
@@ -216,6 +223,7 @@ def _columns_naming_the_bad_record(requests: Sequence[PredictRequest], spec: Fea
 __all__ = [
     "LoadedModel",
     "ModelProvider",
+    "ScoredRequests",
     "VersionedModel",
     "load_model_version",
     "score_and_prepare",

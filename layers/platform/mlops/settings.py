@@ -42,7 +42,25 @@ class AuditApiSettings(AuditSettings):
     audit_bucket: str = Field(min_length=1)
 
 
-class ScoringSettings(ModelStoreSettings, FeatureLookupSettings, AuditSettings):
+class CaptureSettings(_FunctionSettings):
+    """Where the scoring function captures a sample of its inputs for drift monitoring (no bucket: none)."""
+
+    monitoring_bucket: str | None = Field(default=None, min_length=1)
+    capture_sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+
+class MonitoringSettings(ModelStoreSettings, AuditSettings):
+    """The outcomes API and the scheduled model monitor."""
+
+    monitoring_bucket: str = Field(min_length=1)
+    monitor_window_hours: float = Field(default=24.0, gt=0, le=24 * 31)
+    outcome_lookback_days: float = Field(default=30.0, gt=0, le=366)
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    drift_chi_square_p_value: float = Field(default=0.01, gt=0, lt=1)
+    drift_min_rows: int = Field(default=200, ge=1)
+
+
+class ScoringSettings(ModelStoreSettings, FeatureLookupSettings, AuditSettings, CaptureSettings):
     model_refresh_seconds: float = Field(default=30.0, ge=0)
     experiments_table: str | None = Field(
         default=None, min_length=1, description="Where the running experiment of the model is (none: no A/B test)."
@@ -91,6 +109,13 @@ class CampaignSettings(ModelStoreSettings):
     experiments_table: str = Field(min_length=1)
     scoring_function_name: str = Field(min_length=1)
     model_refresh_seconds: float = Field(default=30.0, ge=0)
+
+
+class PilotMonitoringSettings(ModelStoreSettings):
+    """The pilot's monitoring step: logs outcomes through the outcomes API, then runs the model monitor."""
+
+    monitoring_function_name: str = Field(min_length=1)
+    model_monitor_function_name: str = Field(min_length=1)
 
 
 class EnvironmentCheckSettings(ModelStoreSettings):

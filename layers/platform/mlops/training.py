@@ -223,14 +223,16 @@ class TrainingResult:
     selected: str
     cv_auc: dict[str, dict[str, float]]
     timings: dict[str, float] = field(default_factory=dict)
+    validation_probabilities: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """The selected candidate's out-of-fold probabilities for every training row (validation predictions)."""
+    validation_labels: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
-def _fold_auc(
+def _fold_probabilities(
     pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, train_index: np.ndarray, test_index: np.ndarray
-) -> float:
+) -> np.ndarray:
     fitted = clone(pipeline).fit(x.iloc[train_index], y[train_index])
-    probabilities = fitted.predict_proba(x.iloc[test_index])[:, 1]
-    return float(roc_auc_score(y[test_index], probabilities))
+    return fitted.predict_proba(x.iloc[test_index])[:, 1]
 
 
 def train_and_select(
@@ -261,12 +263,23 @@ def train_and_select(
     started = time.perf_counter()
     jobs = [(name, train, test) for name in pipelines for train, test in folds]
     with parallel_config(backend="threading", n_jobs=min(_threads(), len(jobs))):
-        scores = Parallel()(delayed(_fold_auc)(pipelines[name], x, y, train, test) for name, train, test in jobs)
+        fold_probabilities = Parallel()(
+            delayed(_fold_probabilities)(pipelines[name], x, y, train, test) for name, train, test in jobs
+        )
     timings["cross_validation_seconds"] = time.perf_counter() - started
 
     cv_auc: dict[str, dict[str, float]] = {}
+    out_of_fold = {name: np.zeros(len(y)) for name in pipelines}
+    for (name, _, test), probabilities in zip(jobs, fold_probabilities, strict=True):
+        out_of_fold[name][test] = probabilities
     for name in pipelines:
-        values = np.array([score for (job, _, _), score in zip(jobs, scores, strict=True) if job == name])
+        values = np.array(
+            [
+                roc_auc_score(y[test], p)
+                for (job, _, test), p in zip(jobs, fold_probabilities, strict=True)
+                if job == name
+            ]
+        )
         cv_auc[name] = {"mean": float(values.mean()), "std": float(values.std())}
     selected = max(cv_auc, key=lambda name: cv_auc[name]["mean"])
 
@@ -278,7 +291,14 @@ def train_and_select(
     if "n_jobs" in final.named_steps["classifier"].get_params():
         final.set_params(classifier__n_jobs=1)
     timings["refit_seconds"] = time.perf_counter() - started
-    return TrainingResult(pipeline=final, selected=selected, cv_auc=cv_auc, timings=timings)
+    return TrainingResult(
+        pipeline=final,
+        selected=selected,
+        cv_auc=cv_auc,
+        timings=timings,
+        validation_probabilities=out_of_fold[selected],
+        validation_labels=y,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
