@@ -83,9 +83,10 @@ def emitted_metrics(output: str) -> list[dict[str, Any]]:
 
 
 def parameter_value(template: dict[str, Any], value: Any) -> Any:
-    """A template value, with a `!Ref` to a parameter resolved to the parameter's default."""
+    """A property as deployed with the parameters' defaults; a `!Ref` to a resource becomes '<Id>'."""
     if isinstance(value, dict) and set(value) == {"Ref"}:
-        return template["Parameters"][value["Ref"]]["Default"]
+        parameter = template.get("Parameters", {}).get(value["Ref"])
+        return parameter["Default"] if parameter else f"<{value['Ref']}>"
     return value
 
 

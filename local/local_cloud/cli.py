@@ -133,7 +133,7 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
         card = json.loads((output_dir / "model" / "model_card.json").read_text())
         results["explainability"] = card["explainability"]
     if output.get("report"):
-        results["report"] = str(_download_report(platform, output["report"], output_dir / "report.html"))
+        results["report"] = str(_download_artifact(platform, output["report"], output_dir / "report.html"))
     output_file = args.output_file or output_dir / "pilot_results.json"
     output_file.parent.mkdir(parents=True, exist_ok=True)
     output_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -330,7 +330,8 @@ def _experiment_summary(experiment: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _download_report(platform: LocalPlatform, ref: dict[str, Any], path: Path) -> Path:
+def _download_artifact(platform: LocalPlatform, ref: dict[str, Any], path: Path) -> Path:
+    """An artifact of the stack's bucket to a local file, verified by its SHA-256."""
     from mlops.artifacts import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(platform.stack.physical_id("ArtifactBucket"), platform.client("s3"))
@@ -340,13 +341,10 @@ def _download_report(platform: LocalPlatform, ref: dict[str, Any], path: Path) -
 
 
 def _download_model(platform: LocalPlatform, artifacts: dict[str, Any], model_dir: Path) -> None:
-    from mlops.artifacts import ArtifactRef, ArtifactStore
     from mlops.batch import MODEL_FILES
 
-    store = ArtifactStore(platform.stack.physical_id("ArtifactBucket"), platform.client("s3"))
-    model_dir.mkdir(parents=True, exist_ok=True)
     for name, filename in MODEL_FILES.items():
-        (model_dir / filename).write_bytes(store.get_verified(ArtifactRef.model_validate(artifacts[name])))
+        _download_artifact(platform, artifacts[name], model_dir / filename)
 
 
 def cmd_pilot(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from helpers import load_template
+from helpers import load_template, parameter_value
 
 # ------------------------------------------------------------------------------------------- the contract
 NAMESPACE = "ServerlessMLOps"  # Globals POWERTOOLS_METRICS_NAMESPACE
@@ -168,14 +168,6 @@ def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def resolve(value: Any, template: dict[str, Any]) -> Any:
-    """A property as deployed with the parameters' defaults; a reference to a resource becomes '<Id>'."""
-    if isinstance(value, dict) and set(value) == {"Ref"}:
-        parameter = template.get("Parameters", {}).get(value["Ref"])
-        return parameter["Default"] if parameter else f"<{value['Ref']}>"
-    return value
-
-
 def substitute(text: str, template: dict[str, Any]) -> str:
     """A Fn::Sub string with every ${...} replaced: parameters by their defaults (Number ones unquoted, as they
     sit in the JSON), pseudo parameters and resources by placeholders. An unknown name fails, as it would deploy."""
@@ -198,14 +190,14 @@ def substitute(text: str, template: dict[str, Any]) -> str:
 def alarm_metrics(alarm: dict[str, Any], template: dict[str, Any]) -> list[MetricRef]:
     """Every metric an alarm reads (the single metric, or each MetricStat of its metric math)."""
     if "MetricName" in alarm:
-        dimensions = {d["Name"]: resolve(d["Value"], template) for d in alarm.get("Dimensions", [])}
+        dimensions = {d["Name"]: parameter_value(template, d["Value"]) for d in alarm.get("Dimensions", [])}
         stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
         return [MetricRef(alarm["Namespace"], alarm["MetricName"], dimensions, stat, alarm["Period"])]
     found = []
     for query in alarm["Metrics"]:
         if "MetricStat" in query:
             stat, metric = query["MetricStat"], query["MetricStat"]["Metric"]
-            dimensions = {d["Name"]: resolve(d["Value"], template) for d in metric.get("Dimensions", [])}
+            dimensions = {d["Name"]: parameter_value(template, d["Value"]) for d in metric.get("Dimensions", [])}
             found.append(
                 MetricRef(
                     metric["Namespace"], metric["MetricName"], dimensions, stat["Stat"], stat["Period"], query["Id"]
@@ -286,7 +278,7 @@ def test_pilot_spec_alarm_exists_with_its_threshold(
         assert re.search(rf"\b{numerator}\b.*/\s*{denominator}\b", returned[0]["Expression"]), returned[0]
     # And it fires on the stated side of the stated threshold (an operator may tune it through a parameter)
     assert alarm["ComparisonOperator"] == spec.comparison
-    assert float(resolve(alarm["Threshold"], template)) == pytest.approx(spec.threshold)
+    assert float(parameter_value(template, alarm["Threshold"])) == pytest.approx(spec.threshold)
 
 
 def test_every_alarm_notifies_the_topic_and_says_what_to_do(alarms: dict[str, dict[str, Any]]) -> None:
@@ -442,8 +434,8 @@ def test_dashboard_marks_the_alarm_thresholds(
             for a in w["properties"].get("annotations", {}).get("horizontal", [])
         }
 
-    accuracy = float(resolve(alarms["ModelAccuracyAlarm"]["Threshold"], template))
-    latency = float(resolve(alarms["ScoringLatencyP99Alarm"]["Threshold"], template))
+    accuracy = float(parameter_value(template, alarms["ModelAccuracyAlarm"]["Threshold"]))
+    latency = float(parameter_value(template, alarms["ScoringLatencyP99Alarm"]["Threshold"]))
     assert accuracy in lines_on("ModelAccuracy")
     assert latency in lines_on("Latency", "p99")
     assert PSI_SIGNIFICANT_SHIFT in lines_on("MaxFeaturePSI")
