@@ -268,19 +268,12 @@ def train_and_select(
         )
     timings["cross_validation_seconds"] = time.perf_counter() - started
 
-    cv_auc: dict[str, dict[str, float]] = {}
     out_of_fold = {name: np.zeros(len(y)) for name in pipelines}
+    fold_auc: dict[str, list[float]] = {name: [] for name in pipelines}
     for (name, _, test), probabilities in zip(jobs, fold_probabilities, strict=True):
         out_of_fold[name][test] = probabilities
-    for name in pipelines:
-        values = np.array(
-            [
-                roc_auc_score(y[test], p)
-                for (job, _, test), p in zip(jobs, fold_probabilities, strict=True)
-                if job == name
-            ]
-        )
-        cv_auc[name] = {"mean": float(values.mean()), "std": float(values.std())}
+        fold_auc[name].append(float(roc_auc_score(y[test], probabilities)))
+    cv_auc = {name: {"mean": float(np.mean(v)), "std": float(np.std(v))} for name, v in fold_auc.items()}
     selected = max(cv_auc, key=lambda name: cv_auc[name]["mean"])
 
     started = time.perf_counter()
