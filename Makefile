@@ -7,11 +7,13 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .tools/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 RUN := PYTHONPATH=local:layers/platform $(PY)
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv browser pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean
+.PHONY: venv browser security pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean openapi fuzz sam-local-check
 
 $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt layers/serving/requirements.txt \
 		layers/stats/requirements.txt functions/pipeline/requirements.txt
@@ -31,6 +33,13 @@ browser:  ## Debian's chromium for the pilot report's browser test (tests/integr
 $(SAM): | $(INSTALLED)
 	@test -x $(SAM_VENV)/bin/python || $(PY313) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+
+$(CHECKOV): | $(INSTALLED)
+	@test -x $(CHECKOV_VENV)/bin/python || $(PY313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+security: $(INSTALLED) $(CHECKOV)  ## checkov on template.yaml and its expanded CloudFormation: 0 failed checks (skips justified in .checkov.yaml)
+	$(RUN) -m local_cloud.security_scan --checkov $(CHECKOV)
 
 pilot: $(INSTALLED)  ## run the whole pilot on the embedded AWS: make pilot ARGS="--output-dir out/pilot"
 	$(RUN) -m local_cloud.cli pilot $(ARGS)
@@ -66,8 +75,17 @@ format: $(INSTALLED)
 build: $(INSTALLED) $(SAM)  ## sam build of the zip functions and the layer, with their unzipped sizes
 	PATH="$(dir $(PY313)):$$PATH" $(RUN) -m local_cloud.sam_build --sam $(SAM)
 
+sam-local-check: $(INSTALLED) $(SAM)  ## sam local invoke of the scoring function with events/, in Docker (installs docker.io + debootstrap, starts and stops its own dockerd)
+	PATH="$(dir $(PY313)):$$PATH" .ci/sam_local/run.sh $(PY) $(SAM)
+
 clean:
 	rm -rf .aws-sam out .pytest_cache
+
+openapi: $(INSTALLED)  ## regenerate docs/openapi.json from the handlers' pydantic models (tests/unit/test_openapi.py checks it)
+	$(RUN) -m local_cloud.openapi
+
+fuzz: $(INSTALLED)  ## schemathesis against make serve's API with a larger budget: make fuzz FUZZ_MAX_EXAMPLES=500
+	FUZZ_MAX_EXAMPLES=$(or $(FUZZ_MAX_EXAMPLES),200) $(PY) -m pytest tests/integration/test_api_fuzzing.py -q
 
 events: $(INSTALLED)  ## rewrite events/pilot_step_*.json from a local pilot run
 	$(RUN) -m local_cloud.capture_events

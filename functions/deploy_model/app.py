@@ -27,19 +27,23 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = DeployRequest.model_validate(event)
     registry = ModelRegistry(settings.registry_table, boto3.client("dynamodb"))
     report = deploy_or_roll_back(request, registry, settings.model_name)
-    if report.changed:
-        event_type = AuditEventType.MODEL_ROLLED_BACK if report.action == "rollback" else AuditEventType.MODEL_DEPLOYED
-        _audit().append(
-            model_event(
-                event_type,
-                settings.model_name,
-                report.model_version,
-                actor=f"pilot:{request.deployment_id}",
-                deployment_id=report.deployment_id,
-                previous_version=report.previous_version,
-                reason=request.reason,
-            )
+    # A rollback runs because a step failed: that failure is audited even when production had not moved.
+    if report.action == "deploy":
+        event_type = AuditEventType.MODEL_DEPLOYED
+    else:
+        event_type = AuditEventType.MODEL_ROLLED_BACK if report.changed else AuditEventType.PILOT_RUN
+    _audit().append(
+        model_event(
+            event_type,
+            settings.model_name,
+            report.model_version,
+            actor=f"pilot:{request.deployment_id}",
+            deployment_id=report.deployment_id,
+            previous_version=report.previous_version,
+            reason=request.reason,
+            outcome=None if report.changed else "failed after deployment started; production unchanged",
         )
+    )
     metrics.add_metric(
         name="Rollbacks" if report.action == "rollback" else "Deployments",
         unit=MetricUnit.Count,

@@ -11,7 +11,6 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.audit import AuditEventType, AuditTrail
@@ -46,8 +45,8 @@ def _audit() -> AuditTrail:
     return audit_trail(load_settings(AuditedExperimentsSettings).audit_table, boto3.client("dynamodb"), "experiments")
 
 
-@app.post("/experiments")
-def create_experiment(request: ExperimentCreate) -> Response[Experiment]:
+@app.post("/experiments", status_code=201)  # documented as 201, not Powertools' default 200
+def create_experiment(request: ExperimentCreate) -> Experiment:
     experiment = _service().create(request)
     _audit().append(
         experiment_event(
@@ -58,7 +57,7 @@ def create_experiment(request: ExperimentCreate) -> Response[Experiment]:
             variants={v.name: v.weight for v in experiment.variants},
         )
     )
-    return Response(status_code=201, content_type="application/json", body=experiment)
+    return experiment
 
 
 @app.get("/experiments/<experiment_id>")

@@ -67,7 +67,7 @@ def explain(request: ExplainRequest, top: TopContributions = None) -> Explanatio
 @app.post("/explain/batch")
 def explain_batch(request: BatchExplainRequest, top: TopContributions = None) -> BatchExplanationResponse:
     model = served_model(_model_provider(), request.model_version)
-    explanations = explain_requests(request.records, model, top=top, lookup=_feature_lookup())
+    explanations = explain_requests(request.records, model, top=top, lookup=_feature_lookup(), batch=True)
     _record_explanations(len(explanations))
     return BatchExplanationResponse(model_version=model.version.version, explanations=explanations)
 

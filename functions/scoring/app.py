@@ -52,8 +52,15 @@ def _settings() -> ScoringSettings:
 
 
 @cache
+def _dynamodb() -> Any:
+    # The audit trail, feature store and exposures retry throttling themselves (with backoff, then a 503):
+    # botocore's legacy mode would add up to 10 attempts under each, past API Gateway's 29 s timeout.
+    return boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 3}))
+
+
+@cache
 def _registry() -> ModelRegistry:
-    return ModelRegistry(_settings().registry_table, boto3.client("dynamodb"))
+    return ModelRegistry(_settings().registry_table, _dynamodb())
 
 
 @cache
@@ -65,12 +72,12 @@ def _model_provider() -> ModelProvider:
 
 @cache
 def _audit() -> AuditTrail:
-    return audit_trail(_settings().audit_table, boto3.client("dynamodb"), writer="scoring")
+    return audit_trail(_settings().audit_table, _dynamodb(), writer="scoring")
 
 
 @cache
 def _feature_lookup() -> OnlineFeatureLookup | None:
-    return online_lookup(_settings(), boto3.client("dynamodb"))
+    return online_lookup(_settings(), _dynamodb())
 
 
 @cache
@@ -78,7 +85,7 @@ def _experiment_provider() -> RunningExperimentProvider | None:
     settings = _settings()
     if settings.experiments_table is None:
         return None
-    store = ExperimentStore(settings.experiments_table, boto3.client("dynamodb"))
+    store = ExperimentStore(settings.experiments_table, _dynamodb())
     return RunningExperimentProvider(store, settings.model_name, settings.model_refresh_seconds)
 
 
@@ -102,18 +109,20 @@ def predict(request: PredictRequest) -> Prediction:
 @app.post("/predict/batch")
 def predict_batch(request: BatchPredictRequest) -> BatchPredictionResponse:
     loaded = _model_provider().current()
-    return BatchPredictionResponse(model_version=loaded.version.version, predictions=_score(request.records, loaded))
+    predictions = _score(request.records, loaded, batch=True)
+    return BatchPredictionResponse(model_version=loaded.version.version, predictions=predictions)
 
 
-def _score(requests: list[PredictRequest], loaded: LoadedModel) -> list[Prediction]:
-    predictions, prepared, columns = score_and_prepare(requests, loaded, _feature_lookup())
+def _score(requests: list[PredictRequest], loaded: LoadedModel, *, batch: bool = False) -> list[Prediction]:
+    predictions, prepared, columns = score_and_prepare(requests, loaded, _feature_lookup(), batch=batch)
     experiments = _experiment_provider()
     running = experiments.current() if experiments else None
     if running is not None and experiments is not None:
-        predictions, unlogged = serve_experiment(
+        # An exposure that cannot be logged (after retries) fails the request: no variant is served uncounted.
+        predictions, exposures = serve_experiment(
             predictions, service_calls_of(prepared.inputs), running, experiments.store
         )
-        metrics.add_metric(name="ExperimentExposuresNotLogged", unit=MetricUnit.Count, value=unlogged)
+        metrics.add_metric(name="ExperimentExposures", unit=MetricUnit.Count, value=exposures)
     # No prediction leaves without its audit record: if the append fails after its retries, the request
     # fails (503, retryable) and nothing is returned.
     _audit().append_many(prediction_events(predictions, caller_identity(app), request_id(app)))

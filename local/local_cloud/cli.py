@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -112,10 +113,11 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
     )
     if getattr(args, "manual_approval", False):
         _serve_in_background(platform, args.port)
+        key = ' -H "x-api-key: $LOCAL_API_KEY"' if os.environ.get("LOCAL_API_KEY") else ""
         print(
             f"Manual approval: the pilot waits at WaitForApproval. Decide with\n"
-            f"  curl -X POST localhost:{args.port}/models/<version>/approve   (or /reject)\n"
-            f"  (<version>: curl -s localhost:{args.port}/models)",
+            f"  curl{key} -X POST localhost:{args.port}/models/<version>/approve   (or /reject)\n"
+            f"  (<version>: curl{key} -s localhost:{args.port}/models)",
             file=console,
             flush=True,
         )
@@ -146,7 +148,10 @@ _BACKGROUND_SERVERS: dict[int, threading.Thread] = {}
 
 def _serve_in_background(platform: LocalPlatform, port: int) -> None:
     """The API, served while the pilot waits for a human decision (`make serve` then keeps this server)."""
-    server = make_server("127.0.0.1", port, platform.api_app(), threaded=True)
+    from local_cloud.api_server import ApiGatewayApp
+
+    app = ApiGatewayApp.from_environment(platform.stack, platform.runtime)  # the key `make serve` enforces, if any
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
     thread.start()
     _BACKGROUND_SERVERS[port] = thread
@@ -354,16 +359,19 @@ def cmd_pilot(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from local_cloud.api_server import serve
+    from local_cloud.api_server import ApiGatewayApp, serve
 
     with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform, functions_log(args) as console:
         if not args.skip_pilot and run_pilot(platform, args, console)["status"] != "SUCCEEDED":
             print("The pilot failed; serving anyway (the API answers 503 until a model is deployed).", file=console)
+        # Keys are enforced only with LOCAL_API_KEY set (sam local start-api never enforces them): say which.
+        app = ApiGatewayApp.from_environment(platform.stack, platform.runtime)
         print(f"Serving the template's API on http://{args.host}:{args.port} (Ctrl-C stops)", file=console, flush=True)
+        print(app.api_key_summary(), file=console, flush=True)
         if args.port in _BACKGROUND_SERVERS:  # already serving since the pilot waited for approval
             _BACKGROUND_SERVERS[args.port].join()
         else:
-            serve(platform.api_app(), host=args.host, port=args.port)
+            serve(app, host=args.host, port=args.port)
     return 0
 
 

@@ -132,6 +132,15 @@ class InProcessLambdaRuntime:
                         "%s ran %.0f ms, over its %d s timeout", spec.logical_id, duration_ms, spec.timeout_s
                     )
 
+    def recycle(self, function: str) -> None:
+        """Drop the function's execution environment: its next invoke is a cold start (fresh module state, every
+        cached client and model gone), as when Lambda starts a new environment."""
+        spec = self.stack.function(function)
+        with self._lock:
+            module = self._modules.pop(spec.logical_id, None)
+            if module is not None:
+                sys.modules.pop(module.__name__, None)
+
     def _module(self, spec: FunctionSpec) -> ModuleType:
         """Import the handler module on the first invoke (cold start) and keep it (warm)."""
         module = self._modules.get(spec.logical_id)

@@ -34,8 +34,12 @@ _PLACEHOLDER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/local-cloud:l
 # - the API deployment/stage: moto ignores the OpenAPI Body of the RestApi, so the deployment finds no
 #   methods and fails (the local API is served by api_server.ApiGatewayApp from the SAM events instead);
 # - alarms and topic subscriptions: moto's CloudFormation skips them with a warning each (nothing evaluates
-#   alarms locally: the tests check emitted metrics against the template's thresholds instead).
+#   alarms locally: the tests check emitted metrics against the template's thresholds instead);
+# - CodeDeploy (the scoring function's canary releases): moto's CloudFormation does not support it, and a
+#   local stack is created once, never updated, so there is no traffic to shift.
 _REPLACED_TYPES = {
+    "AWS::CodeDeploy::Application",
+    "AWS::CodeDeploy::DeploymentGroup",
     "AWS::StepFunctions::StateMachine",
     "AWS::ApiGateway::Deployment",
     "AWS::ApiGateway::Stage",
@@ -134,6 +138,7 @@ def deploy_template(
 
     cfn_template = _transform(sam_template, parameters)
     removed = _remove_replaced_resources(cfn_template)
+    cfn_template, aliases = _point_aliases_at_their_functions(cfn_template)
     # What refers to a state machine (a function's environment, an output) gets its ARN or name directly.
     cfn_template = _rewrite_state_machine_references(cfn_template, state_machine_arns, state_machine_names)
     for logical_id, resource in cfn_template["Resources"].items():
@@ -155,6 +160,11 @@ def deploy_template(
     physical_ids = {
         r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in _stack_resources(cloudformation, stack_name)
     }
+    lambda_client = boto3.client("lambda", region_name=region)
+    for function_logical_id, alias in aliases.items():
+        lambda_client.create_alias(
+            FunctionName=physical_ids[function_logical_id], Name=alias, FunctionVersion="$LATEST"
+        )
 
     functions = _function_specs(sam_template, cfn_template, template_path.parent, physical_ids, region)
     resolver = _Resolver(parameters, physical_ids, functions, state_machine_arns, region, account_id)
@@ -186,6 +196,14 @@ def deploy_template(
         physical_ids=physical_ids,
         state_machine_arns=state_machine_arns,
     )
+
+
+def cloudformation_template(template_path: Path, parameter_overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """The plain CloudFormation that `sam deploy` would create from the SAM template (policy templates, the
+    API's usage plan, the scoring alias and its deployment group expanded), for security checks."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", DEFAULT_REGION)  # the SAM translator needs it
+    sam_template = yaml_parse(Path(template_path).read_text())
+    return _transform(sam_template, _parameters(sam_template, parameter_overrides or {}))
 
 
 def _parameters(sam_template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
@@ -255,6 +273,28 @@ def _references(value: Any) -> set[str]:
     return found
 
 
+def _point_aliases_at_their_functions(cfn_template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """moto's CloudFormation cannot create a Lambda alias (AutoPublishAlias): drop each alias and refer to
+    `<function ARN>:<alias>` instead, which is what Ref of an alias gives on AWS. Returns the template and
+    {function logical id: alias name}, for `deploy_template` to create the aliases through the Lambda API."""
+    resources = cfn_template["Resources"]
+    aliases = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Lambda::Alias"}
+    for logical_id in aliases:
+        del resources[logical_id]
+    for resource in resources.values():
+        # moto's permissions need an existing function (no alias to qualify): grant on the function itself.
+        target = resource.get("Properties", {}).get("FunctionName")
+        if resource["Type"] == "AWS::Lambda::Permission" and isinstance(target, dict) and target.get("Ref") in aliases:
+            resource["Properties"]["FunctionName"] = aliases[target["Ref"]]["FunctionName"]
+    text = json.dumps(cfn_template)
+    for logical_id, alias in aliases.items():
+        function = alias["FunctionName"]["Ref"]
+        qualified = {"Fn::Join": [":", [{"Fn::GetAtt": [function, "Arn"]}, alias["Name"]]]}
+        text = text.replace(json.dumps({"Ref": logical_id}), json.dumps(qualified))
+        text = text.replace(f"${{{logical_id}}}", f"${{{function}.Arn}}:{alias['Name']}")
+    return json.loads(text), {alias["FunctionName"]["Ref"]: alias["Name"] for alias in aliases.values()}
+
+
 def _rewrite_state_machine_references(value: Any, arns: dict[str, str], names: dict[str, str]) -> Any:
     """Replace Ref / GetAtt / ${} of a state machine (created outside CloudFormation) by its ARN or name."""
     if isinstance(value, list):
@@ -285,6 +325,9 @@ def _remove_replaced_resources(cfn_template: dict[str, Any]) -> dict[str, dict[s
     """Remove the resources local devices replace, and what depends on them (but for state machines,
     whose references are rewritten to their ARN); returns the removed resources."""
     resources = cfn_template["Resources"]
+    for resource in resources.values():
+        # The alias's CodeDeploy update policy only acts on stack updates, which local stacks never get.
+        resource.pop("UpdatePolicy", None)
     removed = {k: resources.pop(k) for k in [k for k, r in resources.items() if r["Type"] in _REPLACED_TYPES]}
     blocking = {k for k, r in removed.items() if r["Type"] != "AWS::StepFunctions::StateMachine"}
     while True:

@@ -371,7 +371,9 @@ def test_api_crashing_or_malformed_handler_is_a_bad_gateway(api: Client) -> None
     # Then both are 502 without any detail of the failure
     for response in (crashed, malformed):
         assert response.status_code == 502
-        assert response.get_json() == {"error": {"code": "bad_gateway", "message": "Internal server error"}}
+        assert response.get_json() == {
+            "error": {"code": "bad_gateway", "message": "Internal server error", "fields": [], "retryable": False}
+        }
     assert "PermanentError" not in crashed.get_data(as_text=True)
 
 

@@ -315,3 +315,29 @@ def test_a_probability_falls_in_its_tenth_and_one_falls_in_the_last(probability:
 def test_every_bucket_label_is_one_of_ten() -> None:
     labels = {score_bucket(p) for p in np.linspace(0.0, 1.0, 1001)}
     assert labels == {f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)}
+
+
+@pytest.mark.parametrize("observed_at", [0, 1767225600, 1.5, True])
+def test_an_outcome_time_must_be_an_iso_string_not_a_number(observed_at: object) -> None:
+    # Given an outcome whose time is a number (fuzzing found pydantic took it as Unix time, which the
+    # document does not allow)
+    body = {"outcomes": [{"customer_id": "C00011", "churned": True, "observed_at": observed_at}]}
+
+    # When it is validated / Then it is refused, naming the field
+    with pytest.raises(ValidationError) as refused:
+        OutcomesRequest.model_validate(body)
+    assert refused.value.errors()[0]["loc"] == ("outcomes", 0, "observed_at")
+    assert OutcomesRequest.model_validate(
+        {"outcomes": [{"customer_id": "C00011", "churned": True, "observed_at": "2026-01-01T00:00:00Z"}]}
+    )
+
+
+@pytest.mark.parametrize("churned", [0, 1, "true", "yes", None])
+def test_an_outcome_is_a_json_boolean(churned: object) -> None:
+    # Given an outcome whose churned flag is not a JSON boolean (fuzzing found 0 accepted as False)
+    body = {"outcomes": [{"customer_id": "C00011", "churned": churned, "observed_at": "2026-01-01T00:00:00Z"}]}
+
+    # When it is validated / Then it is refused, naming the field
+    with pytest.raises(ValidationError) as refused:
+        OutcomesRequest.model_validate(body)
+    assert refused.value.errors()[0]["loc"] == ("outcomes", 0, "churned")

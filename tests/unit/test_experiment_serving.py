@@ -7,6 +7,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlops.contracts import Prediction
+from mlops.errors import ExperimentUnavailableError
 from mlops.experiments.models import Experiment, ExperimentCreate
 from mlops.experiments.service import new_experiment
 from mlops.experiments.serving import RunningExperimentProvider, assigner_of, serve_experiment, service_calls_of
@@ -72,7 +73,7 @@ def test_each_variant_serves_its_own_decision_and_exposures_are_logged_once() ->
     predictions = [prediction(f"C{i}", 0.1) for i in range(200)] + [prediction("C0", 0.1)]  # C0 twice
     calls = [5.0] * len(predictions)
     # When scored through the experiment
-    served, unlogged = serve_experiment(predictions, calls, (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
+    served, exposures = serve_experiment(predictions, calls, (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
     # Then baseline customers get the rule's "churn", model customers the model's "stay"
     variants = {p.variant for p in served}
     assert variants == {"baseline", "model"}
@@ -81,18 +82,25 @@ def test_each_variant_serves_its_own_decision_and_exposures_are_logged_once() ->
         assert p.churn_prediction is (p.variant == "baseline")
         assert p.churn_probability == 0.1  # the model's probability whatever the variant
     # And every customer has exactly one exposure, with the variant it was served
-    assert unlogged == 0
+    assert exposures == 200
     assert len(store.exposures) == 200
     assert all(store.exposures[("exp-serving", p.customer_id)] == p.variant for p in served)
 
 
-def test_an_exposure_that_cannot_be_logged_does_not_fail_the_prediction() -> None:
+def test_an_exposure_that_cannot_be_logged_refuses_the_request_rather_than_lose_it() -> None:
+    # Given a running experiment whose exposure writes fail (the store's own retries exhausted)
     experiment = pilot_like_experiment()
     store = FakeStore(experiment)
     store.fail_writes = True
-    served, unlogged = serve_experiment([prediction("C1", 0.9)], [0.0], (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
-    assert unlogged == 1
-    assert served[0].variant in {"baseline", "model"}
+    # When a prediction is served through it / Then nothing is served: a retryable error instead of a lost exposure
+    with pytest.raises(ExperimentUnavailableError) as refused:
+        serve_experiment([prediction("C1", 0.9)], [0.0], (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
+    assert refused.value.retryable
+    # And once the table takes writes again, the retried request logs the exposure once
+    store.fail_writes = False
+    served, exposures = serve_experiment([prediction("C1", 0.9)], [0.0], (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
+    assert exposures == 1
+    assert store.exposures == {("exp-serving", "C1"): served[0].variant}
 
 
 def test_the_running_experiment_is_re_read_once_per_refresh_interval_and_survives_read_errors() -> None:

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
 from mlops.artifacts import ArtifactStore
 from mlops.contracts import MAX_REASONS, Explanation, FeatureContribution, PredictRequest
-from mlops.errors import ArtifactIntegrityError, VersionNotDeployedError
+from mlops.errors import ArtifactIntegrityError, FeatureValidationError, VersionNotDeployedError
 from mlops.explain import (
     ExplainableModel,
     explain_requests,
@@ -391,3 +391,19 @@ def test_a_tampered_model_or_an_unsupported_classifier_is_refused(telecom: Telec
     without = version.model_copy(update={"artifacts": {k: v for k, v in version.artifacts.items() if k != "sklearn"}})
     with pytest.raises(ArtifactIntegrityError, match="no scikit-learn model"):
         load_explainable_version(without, store)
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"), [(False, "features.total_day_minutes"), (True, "records[0].features.total_day_minutes")]
+)
+def test_a_refused_value_in_a_batch_of_one_names_its_record(telecom: Telecom, batch: bool, field: str) -> None:
+    # Given one request with a non-finite feature (fuzzing found a batch of one named it like a single request)
+    request = customer(telecom, "C00011")
+    bad = request.model_copy(update={"features": {**request.features, "total_day_minutes": float("nan")}})
+
+    # When it is explained alone (/explain) or as the only record of a batch (/explain/batch, as /predict/batch)
+    with pytest.raises(FeatureValidationError) as refused:
+        explain_requests([bad], telecom.models["gradient_boosting"], batch=batch)
+
+    # Then the field names the record in a batch, and only there
+    assert refused.value.field == field

@@ -112,6 +112,11 @@ _REJECTED_CODES = frozenset(
 _AMBIGUOUS_CODES = frozenset({"InternalServerError", "ServiceUnavailable"})
 
 
+def _sleep(seconds: float) -> None:
+    """The default backoff sleep; `time.sleep` is looked up at call time, so a test can record the delays."""
+    time.sleep(seconds)
+
+
 class AuditUnavailableError(DomainError):
     """The audit trail could not be written or read after retries; nothing was silently dropped."""
 
@@ -405,7 +410,7 @@ class AuditTrail:
         clock: Callable[[], float] = time.time,
         *,
         max_attempts: int = 5,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = _sleep,
     ) -> None:
         if not isinstance(chain, str) or not _CHAIN_PATTERN.fullmatch(chain):
             raise InvalidRequestError(field="chain", message="a chain name is 1-64 letters, digits, '_', '.' or '-'")
@@ -422,7 +427,7 @@ class AuditTrail:
 
     @staticmethod
     def chains(
-        table_name: str, dynamodb_client: Any, *, max_attempts: int = 5, sleep: Callable[[float], None] = time.sleep
+        table_name: str, dynamodb_client: Any, *, max_attempts: int = 5, sleep: Callable[[float], None] = _sleep
     ) -> list[str]:
         """Every chain registered in the table, sorted by name (one Query, paginated)."""
         dynamo = _Dynamo(dynamodb_client, max_attempts, sleep)
@@ -862,7 +867,7 @@ def verify_chains(
     prefix: str = DEFAULT_DIGEST_PREFIX,
     *,
     max_attempts: int = 5,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = _sleep,
 ) -> AuditVerification:
     """`AuditTrail.verify` for every chain of the table, in name order.
 
@@ -940,7 +945,7 @@ def query_audit(
     clock: Callable[[], float] = time.time,
     scan_budget: int = 2000,
     max_attempts: int = 5,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = _sleep,
 ) -> AuditPage:
     """Records of every chain matching every given filter, oldest `occurred_at` first, `limit` per page.
 

@@ -20,13 +20,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from mlops.contracts import EntityId, Prediction
+from mlops.contracts import EntityId, IsoDateTime, Prediction
 from mlops.features import Columns
 
 CAPTURE_PREFIX = "capture"
 OUTCOMES_PREFIX = "outcomes"
+MAX_OUTCOMES = 1000
+"""Outcomes one POST /outcomes may log."""
 
 
 def score_bucket(probability: float) -> str:
@@ -128,14 +130,14 @@ class Outcome(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: EntityId
-    churned: bool
-    observed_at: AwareDatetime = Field(description="When the outcome was known (ISO-8601 with a time zone).")
+    churned: StrictBool  # not 0/1 or "yes": the document says boolean
+    observed_at: IsoDateTime = Field(description="When the outcome was known (ISO-8601 with a time zone).")
 
 
 class OutcomesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcomes: list[Outcome] = Field(min_length=1, max_length=1000)
+    outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_OUTCOMES)
 
 
 class OutcomesAccepted(BaseModel):

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
 FeatureValue = float | int | str | bool | None
+
+
+def _iso_string(value: Any) -> Any:
+    # pydantic would also take a number as Unix time; the API documents (and means) an ISO-8601 string.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 date-time string with a time zone")
+    return value
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_string)]
+"""A date-time of a request body: an ISO-8601 string with a time zone (not a number, as pydantic would allow)."""
 FeatureSource = Literal["store", "request", "imputed"]
 FreshnessStatus = Literal["fresh", "stale"]
 

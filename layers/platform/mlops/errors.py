@@ -116,6 +116,15 @@ class ExperimentConflictError(DomainError):
     code: ClassVar[str] = "EXPERIMENT_CONFLICT"
 
 
+class ExperimentUnavailableError(DomainError):
+    """The experiments table did not take an exposure (after retries): the variant is not served without it."""
+
+    code: ClassVar[str] = "EXPERIMENT_UNAVAILABLE"
+
+    def __init__(self, field: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(field, message, retryable=retryable)
+
+
 class EntityNotFoundError(DomainError):
     """The feature store holds no record of the requested entity (or its feature group was never ingested)."""
 

@@ -275,10 +275,11 @@ def explain_requests(
     *,
     top: int | None = None,
     lookup: OnlineFeatureLookup | None = None,
+    batch: bool = False,
 ) -> list[Explanation]:
     """Explain validated API requests in one vectorised pass; ``top`` keeps the N largest contributions.
-    Missing features come from the online store as for /predict (``lookup``)."""
-    predictions, prepared, _ = score_and_prepare(requests, model.served, lookup)
+    Missing features come from the online store as for /predict (``lookup``); ``batch`` as for /predict/batch."""
+    predictions, prepared, _ = score_and_prepare(requests, model.served, lookup, batch=batch)
     explainer = model.explainer
     attributions = explainer.attribute(prepared)
     values = explainer.input_values(prepared)

@@ -33,6 +33,7 @@ from mlops.errors import (
     FeatureValidationError,
     InvalidRequestError,
 )
+from mlops.retries import with_retries
 from mlops.schema import DataSchema
 
 if TYPE_CHECKING:
@@ -240,7 +241,8 @@ class OnlineFeatureStore:
             if attempt:
                 time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
             try:
-                response = self._ddb.batch_get_item(RequestItems=request)
+                # throttling and 5xx are retried here; unprocessed keys by this loop
+                response = with_retries(lambda pending=request: self._ddb.batch_get_item(RequestItems=pending))
             except _AWS_ERRORS as error:
                 raise FeatureStoreUnavailableError(field="feature_store", message=_aws_message(error)) from error
             items.extend(response.get("Responses", {}).get(self.table_name, []))
@@ -345,12 +347,14 @@ class FeatureGroupCatalog:
 
     def latest(self, name: str) -> FeatureGroup:
         try:
-            response = self._ddb.query(
-                TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"GROUP#{name}"}},
-                ScanIndexForward=False,
-                Limit=1,
+            response = with_retries(
+                lambda: self._ddb.query(
+                    TableName=self.table_name,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues={":pk": {"S": f"GROUP#{name}"}},
+                    ScanIndexForward=False,
+                    Limit=1,
+                )
             )
         except _AWS_ERRORS as error:
             raise FeatureStoreUnavailableError(field="feature_store", message=_aws_message(error)) from error

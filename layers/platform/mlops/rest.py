@@ -7,6 +7,7 @@ errors are logged with their trace and answered with a plain 500, never the trac
 
 from __future__ import annotations
 
+import base64
 from http import HTTPStatus
 from typing import Any
 
@@ -24,6 +25,7 @@ from mlops.errors import (
     EntityNotFoundError,
     ExperimentConflictError,
     ExperimentNotFoundError,
+    ExperimentUnavailableError,
     FeatureGroupConflictError,
     FeatureStoreUnavailableError,
     FeatureValidationError,
@@ -49,8 +51,14 @@ _DOMAIN_ERRORS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     EntityNotFoundError: (HTTPStatus.NOT_FOUND, "entity_not_found"),
     FeatureGroupConflictError: (HTTPStatus.CONFLICT, "feature_group_conflict"),
     FeatureStoreUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "feature_store_unavailable"),
+    ExperimentUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "experiment_unavailable"),
     AuditUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "audit_unavailable"),
 }
+_INVALID_JSON = ErrorBody(
+    code="invalid_json",
+    message="the request body is not valid JSON",
+    fields=[ErrorField(field="body", message="JSON decode error")],
+)
 # pydantic names the branch of a union it tried (`features.x.float`); the caller only needs the field.
 _UNION_BRANCHES = frozenset({"float", "int", "str", "bool", "none", "list", "dict"})
 
@@ -71,14 +79,7 @@ def create_rest_app() -> APIGatewayRestResolver:
     def _invalid_request(error: RequestValidationError) -> Response:
         problems = error.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
-            return error_response(
-                HTTPStatus.BAD_REQUEST,
-                ErrorBody(
-                    code="invalid_json",
-                    message="the request body is not valid JSON",
-                    fields=[ErrorField(field="body", message="JSON decode error")],
-                ),
-            )
+            return error_response(HTTPStatus.BAD_REQUEST, _INVALID_JSON)
         fields = _fields_of(problems)
         message = "invalid request: " + ", ".join(f.field for f in fields)
         return error_response(
@@ -122,6 +123,14 @@ def resolve_json_api(app: APIGatewayRestResolver, event: dict[str, Any], context
     The API speaks only JSON, so the body is parsed as JSON whatever Content-Type the client sent
     (`curl -d` sends form encoding), instead of being refused or parsed as a form.
     """
+    if not _is_utf8_body(event):
+        # JSON is UTF-8 (RFC 8259); Powertools would fail decoding a binary body with a 500.
+        return {
+            "statusCode": HTTPStatus.BAD_REQUEST.value,
+            "multiValueHeaders": {"Content-Type": ["application/json"]},
+            "body": ErrorResponse(error=_INVALID_JSON).model_dump_json(),
+            "isBase64Encoded": False,
+        }
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
     multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
     json_event = {
@@ -130,6 +139,17 @@ def resolve_json_api(app: APIGatewayRestResolver, event: dict[str, Any], context
         "multiValueHeaders": {**multi, "Content-Type": ["application/json"]},
     }
     return app.resolve(json_event, context)
+
+
+def _is_utf8_body(event: dict[str, Any]) -> bool:
+    """API Gateway base64-encodes a body that is not UTF-8 text; JSON must be UTF-8."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return True
+    try:
+        base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return False
+    return True
 
 
 def _fields_of(problems: list[dict[str, Any]]) -> list[ErrorField]:

@@ -24,7 +24,7 @@ from mlops.feature_store import FeatureRecord, OnlineFeatureLookup
 from mlops.features import Columns, FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
 from mlops.governance import input_sha256
 from mlops.inference import OnnxChurnModel
-from mlops.observability import logger
+from mlops.observability import MetricUnit, logger, metrics
 from mlops.registry import ModelRegistry, ModelVersion
 
 
@@ -93,7 +93,7 @@ class ModelProvider[ModelT: VersionedModel = LoadedModel]:
     def current_version(self) -> str | None:
         try:
             return self.current().version.version
-        except ModelUnavailableError:
+        except (ModelUnavailableError, ArtifactIntegrityError):
             return None
 
     def _refresh(self, now: float) -> None:
@@ -116,13 +116,24 @@ class ModelProvider[ModelT: VersionedModel = LoadedModel]:
             self._loaded = self._loader(self._registry.get(self._model_name, alias.version), self._store)
             logger.info("Loaded model version", extra={"model_version": alias.version})
         except (ArtifactIntegrityError, ModelNotFoundError, ClientError, BotoCoreError) as error:
-            logger.error("Refusing to load model version", extra={"model_version": alias.version, "error": str(error)})
-            if self._loaded is None:
-                raise ModelUnavailableError(
-                    field="model",
-                    message=f"model version {alias.version} could not be loaded",
-                    retryable=True,
+            tampered = isinstance(error, ArtifactIntegrityError)
+            serving = self._loaded.version.version if self._loaded is not None else None
+            logger.error(
+                "Refusing to load model version",
+                extra={"model_version": alias.version, "still_serving": serving, "error": str(error)},
+            )
+            metrics.add_metric(
+                name="ModelIntegrityFailures" if tampered else "ModelLoadFailures", unit=MetricUnit.Count, value=1
+            )
+            if self._loaded is not None:
+                return
+            if tampered:  # waiting does not mend an artifact: not retryable, unlike a store that did not answer
+                raise ArtifactIntegrityError(
+                    field="model", message=f"model version {alias.version} failed its integrity check"
                 ) from error
+            raise ModelUnavailableError(
+                field="model", message=f"model version {alias.version} could not be loaded", retryable=True
+            ) from error
 
 
 @dataclass(frozen=True)
@@ -135,9 +146,10 @@ class ResolvedRequest:
 
 
 def with_stored_features(
-    requests: Sequence[PredictRequest], spec: FeatureSpec, lookup: OnlineFeatureLookup | None
+    requests: Sequence[PredictRequest], spec: FeatureSpec, lookup: OnlineFeatureLookup | None, *, batch: bool = False
 ) -> list[ResolvedRequest]:
-    """Fill in each request's missing model inputs from the online feature store.
+    """Fill in each request's missing model inputs from the online feature store (`batch`: the requests are the
+    `records` of a batch body, so a refusal names `records[i].customer_id`, even in a batch of one).
 
     Only customers whose request lacks an input are looked up (one BatchGetItem per 100 of them). A request
     with no features at all needs a stored record: without one it is refused (404), not scored on imputed
@@ -155,7 +167,7 @@ def with_stored_features(
     for index, request in enumerate(requests):
         record = records.get(request.customer_id)
         if record is None and not request.features and lookup is not None:
-            field = "customer_id" if len(requests) == 1 else f"records[{index}].customer_id"
+            field = f"records[{index}].customer_id" if batch or len(requests) > 1 else "customer_id"
             raise EntityNotFoundError(
                 field=field, message=f"no stored features for {request.customer_id!r}; send its features instead"
             )
@@ -177,12 +189,17 @@ class ScoredRequests(NamedTuple):
 
 
 def score_and_prepare(
-    requests: Sequence[PredictRequest], loaded: LoadedModel, lookup: OnlineFeatureLookup | None = None
+    requests: Sequence[PredictRequest],
+    loaded: LoadedModel,
+    lookup: OnlineFeatureLookup | None = None,
+    *,
+    batch: bool = False,
 ) -> ScoredRequests:
     """Score validated API requests with one vectorised pass through feature preparation and ONNX, after
-    filling in stored features (`with_stored_features`)."""
-    resolved = with_stored_features(requests, loaded.spec, lookup)
-    columns = _columns_naming_the_bad_record([r.request for r in resolved], loaded.spec)
+    filling in stored features (`with_stored_features`). `batch`: the requests are a batch body's `records`, so
+    a refused value is named `records[i].…` even in a batch of one."""
+    resolved = with_stored_features(requests, loaded.spec, lookup, batch=batch)
+    columns = _columns_naming_the_bad_record([r.request for r in resolved], loaded.spec, batch=batch)
     probabilities, prepared = loaded.model.score_columns(columns)
     threshold = loaded.version.threshold
     decisions = probabilities >= threshold
@@ -209,11 +226,13 @@ def score_and_prepare(
     return ScoredRequests(predictions, prepared, columns)
 
 
-def _columns_naming_the_bad_record(requests: Sequence[PredictRequest], spec: FeatureSpec) -> dict[str, np.ndarray]:
+def _columns_naming_the_bad_record(
+    requests: Sequence[PredictRequest], spec: FeatureSpec, *, batch: bool
+) -> dict[str, np.ndarray]:
     try:
         return records_to_columns([r.features for r in requests], spec)
     except FeatureValidationError as error:
-        if len(requests) == 1 or error.record_index is None:
+        if (len(requests) == 1 and not batch) or error.record_index is None:
             raise
         raise FeatureValidationError(
             field=f"records[{error.record_index}].{error.field}", message=error.message

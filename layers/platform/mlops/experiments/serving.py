@@ -1,8 +1,10 @@
 """Experiments on the scoring path: find the model's running experiment, assign units, serve the variant.
 
 No numpy or scipy import here: the scoring function ships without the StatsLayer. A failure to read the
-experiments table or to log an exposure never fails a prediction: the model keeps serving (without an
-experiment, or without that exposure, which is logged and counted).
+running experiment never fails a prediction (the last one known keeps serving). An exposure is never lost:
+its write is retried, and if the table still refuses it the request fails (503, retryable) rather than serve
+a variant the analysis would not count; exposures already written stay, and a retried request finds them
+(the write is conditional, so none is duplicated).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.contracts import Prediction
+from mlops.errors import ExperimentUnavailableError
 from mlops.experiments.assignment import Assigner
 from mlops.experiments.models import DecisionPolicy, Experiment, ExperimentStatus
 from mlops.experiments.store import ExperimentStore
@@ -83,10 +86,11 @@ def serve_experiment(
 ) -> tuple[list[Prediction], int]:
     """Each prediction with its unit's variant and that variant's decision; logs first exposures.
 
-    Returns the served predictions and the number of exposures that could not be logged.
+    Returns the served predictions and the number of first exposures logged by this call.
+    Raises `ExperimentUnavailableError` when an exposure cannot be logged (after retries).
     """
     experiment, assigner = running
-    served, failed_logs, logged = [], 0, set()
+    served, first_exposures, logged = [], 0, set()
     for row, prediction in enumerate(predictions):
         variant = assigner.assign(prediction.customer_id)
         policy = experiment.variant(variant).serves
@@ -100,13 +104,16 @@ def serve_experiment(
         if prediction.customer_id not in logged:  # a batch may hold a customer twice: one exposure
             logged.add(prediction.customer_id)
             try:
-                store.log_exposure(experiment.experiment_id, prediction.customer_id, variant)
+                first_exposures += store.log_exposure(experiment.experiment_id, prediction.customer_id, variant)
             except (ClientError, BotoCoreError) as error:
-                failed_logs += 1
-                logger.error("Exposure not logged", extra={"unit_id": prediction.customer_id, "error": str(error)})
+                logger.error("Exposure not logged; request refused", extra={"error": str(error)})
+                raise ExperimentUnavailableError(
+                    field="experiment",
+                    message=f"the exposure to experiment {experiment.experiment_id} could not be logged",
+                ) from error
         served.append(
             prediction.model_copy(
                 update={"churn_prediction": decision, "variant": variant, "experiment_id": experiment.experiment_id}
             )
         )
-    return served, failed_logs
+    return served, first_exposures

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlops.errors import ExperimentConflictError, ExperimentNotFoundError
 from mlops.experiments.models import Experiment, ExperimentStatus
+from mlops.retries import with_retries
 
 DEFINITION = "DEFINITION"
 RUNNING = "RUNNING_EXPERIMENT"
@@ -135,17 +136,22 @@ class ExperimentStore:
 
     # ------------------------------------------------------------------ exposures and outcomes
     def log_exposure(self, experiment_id: str, unit_id: str, variant: str) -> bool:
-        """Record the unit's first exposure; False (and nothing written) if it was already exposed."""
+        """Record the unit's first exposure; False (and nothing written) if it was already exposed.
+
+        Throttling and 5xx are retried (`mlops.retries`): the write is conditional, so a repeat of an attempt that
+        did land finds the exposure there and writes nothing. The last error is raised once retries run out.
+        """
+        item = {
+            "pk": _experiment_pk(experiment_id),
+            "sk": {"S": _EXPOSURE + unit_id},
+            "variant": {"S": variant},
+            "exposed_at": {"S": utc_now()},
+        }
         try:
-            self._ddb.put_item(
-                TableName=self.table_name,
-                Item={
-                    "pk": _experiment_pk(experiment_id),
-                    "sk": {"S": _EXPOSURE + unit_id},
-                    "variant": {"S": variant},
-                    "exposed_at": {"S": utc_now()},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
+            with_retries(
+                lambda: self._ddb.put_item(
+                    TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
+                )
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return False
