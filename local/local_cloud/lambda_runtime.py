@@ -146,17 +146,7 @@ class InProcessLambdaRuntime:
         module = self._modules.get(spec.logical_id)
         if module is None:
             # A unique name per runtime: two runtimes never share module state, like two environments.
-            name = f"_local_lambda_{self._id}_{spec.logical_id}"
-            module_spec = importlib.util.spec_from_file_location(name, spec.module_file)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError(f"cannot load {spec.module_file} for {spec.logical_id}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module  # dataclasses and pickling look modules up by name
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]  # a failed init is retried on the next invoke, as in Lambda
-                raise
+            module = load_module(f"_local_lambda_{self._id}_{spec.logical_id}", spec.module_file)
             self._modules[spec.logical_id] = module
         return module
 
@@ -277,3 +267,19 @@ def _header(headers: Any, name: str) -> str | None:
         if key.lower() == name:
             return value
     return None
+
+
+def load_module(name: str, module_file: Path) -> ModuleType:
+    """Import a handler module by path under a name of its own (every handler module is called app.py). A module
+    whose import fails is forgotten, so the next load runs its init again, as Lambda does after a failed init."""
+    module_spec = importlib.util.spec_from_file_location(name, module_file)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot load {module_file}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses, pydantic and pickling look modules up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -19,7 +19,6 @@ tests/unit/test_openapi.py regenerates the document and fails when the committed
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -32,6 +31,8 @@ from typing import Any
 from samtranslator.yaml_helper import yaml_parse
 
 from local_cloud.api_server import API_KEY_HEADER, MAX_BODY_BYTES, api_events
+from local_cloud.lambda_runtime import load_module
+from local_cloud.stack import handler_location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
@@ -100,22 +101,6 @@ def project_info() -> dict[str, str]:
     return {"version": project["version"], "description": project["description"]}
 
 
-def handler_module_file(template: dict[str, Any], logical_id: str, template_dir: Path) -> Path:
-    """The handler module of a function, as `sam build` finds it (zip: CodeUri + Handler; image: the Dockerfile's
-    directory + the image command)."""
-    resource = template["Resources"][logical_id]
-    props = resource.get("Properties", {})
-    if props.get("PackageType") == "Image":
-        metadata = resource.get("Metadata", {})
-        code_dir = (template_dir / metadata.get("DockerContext", ".") / metadata["Dockerfile"]).parent
-        handler = props["ImageConfig"]["Command"][0]
-    else:
-        code_dir = template_dir / props.get("CodeUri", template.get("Globals", {}).get("Function", {}).get("CodeUri"))
-        handler = props["Handler"]
-    module_path = handler.rsplit(".", 1)[0]
-    return (code_dir / (module_path.replace(".", "/") + ".py")).resolve()
-
-
 def import_environment(template: dict[str, Any], logical_id: str) -> dict[str, str]:
     """The function's template environment (Globals, then its own), with `!Ref`s replaced by the parameters'
     defaults and other intrinsics by placeholders: enough for an import, which reads no resource (settings are read
@@ -153,22 +138,12 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
 
 
 def import_handler(logical_id: str, module_file: Path, environment: dict[str, str]) -> ModuleType:
-    """Import a handler module by path under a name of its own (every handler module is called app.py)."""
+    """The handler module, imported once per process with its import environment."""
     name = f"_openapi_{logical_id}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, module_file)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {module_file} for {logical_id}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # pydantic and dataclasses look modules up by name
-    try:
-        with _environment(environment):
-            spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    with _environment(environment):
+        return load_module(name, module_file)
 
 
 def build_document(template_path: Path = TEMPLATE_PATH) -> dict[str, Any]:
@@ -180,7 +155,7 @@ def build_document(template_path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     schema_owner: dict[str, str] = {}
     for logical_id in dict.fromkeys(event.function for event in events):
-        module_file = handler_module_file(template, logical_id, template_path.parent)
+        module_file = handler_location(template, logical_id, template_path.parent).module_file
         module = import_handler(logical_id, module_file, import_environment(template, logical_id))
         partial = json.loads(module.app.get_openapi_json_schema(title=logical_id, version=info["version"]))
         tag = logical_id.removesuffix("Function")

@@ -166,7 +166,7 @@ def deploy_template(
             FunctionName=physical_ids[function_logical_id], Name=alias, FunctionVersion="$LATEST"
         )
 
-    functions = _function_specs(sam_template, cfn_template, template_path.parent, physical_ids, region)
+    functions = _function_specs(sam_template, template_path.parent, physical_ids, region)
     resolver = _Resolver(parameters, physical_ids, functions, state_machine_arns, region, account_id)
     for logical_id, name in state_machine_names.items():
         arn = _create_state_machine(
@@ -369,45 +369,58 @@ def _stack_resources(cloudformation: Any, stack_name: str) -> list[dict[str, Any
     return [r for page in paginator.paginate(StackName=stack_name) for r in page["StackResourceSummaries"]]
 
 
+@dataclass(frozen=True)
+class HandlerLocation:
+    """Where `sam build` finds a function's handler: zip, CodeUri + Handler; image, the Dockerfile's directory and
+    the image command."""
+
+    package_type: str  # "Zip" | "Image"
+    code_dir: Path
+    module_file: Path
+    handler_name: str
+
+
+def handler_location(sam_template: dict[str, Any], logical_id: str, template_dir: Path) -> HandlerLocation:
+    resource = sam_template["Resources"][logical_id]
+    props = resource.get("Properties", {})
+    if props.get("PackageType") == "Image":
+        metadata = resource.get("Metadata", {})
+        code_dir = (template_dir / metadata.get("DockerContext", ".") / metadata["Dockerfile"]).parent
+        handler = props["ImageConfig"]["Command"][0]
+        package_type = "Image"
+    else:
+        code_uri = props.get("CodeUri", sam_template.get("Globals", {}).get("Function", {}).get("CodeUri"))
+        if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
+            raise ValueError(f"{logical_id}: only a local CodeUri directory is supported, got {code_uri!r}")
+        code_dir = template_dir / code_uri
+        handler = props["Handler"]
+        package_type = "Zip"
+    module_path, handler_name = handler.rsplit(".", 1)
+    module_file = (code_dir / (module_path.replace(".", "/") + ".py")).resolve()
+    return HandlerLocation(package_type, code_dir.resolve(), module_file, handler_name)
+
+
 def _function_specs(
     sam_template: dict[str, Any],
-    cfn_template: dict[str, Any],
     template_dir: Path,
     physical_ids: dict[str, str],
     region: str,
 ) -> dict[str, FunctionSpec]:
     lambda_client = boto3.client("lambda", region_name=region)
-    globals_ = sam_template.get("Globals", {}).get("Function", {})
     specs = {}
     for logical_id, resource in sam_template["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
-        props = resource.get("Properties", {})
-        cfn_props = cfn_template["Resources"][logical_id]["Properties"]
-        if cfn_props.get("PackageType") == "Image":
-            # The code is the directory of the Dockerfile; the handler is the image command.
-            metadata = resource.get("Metadata", {})
-            dockerfile = template_dir / metadata.get("DockerContext", ".") / metadata["Dockerfile"]
-            code_dir = dockerfile.parent
-            handler = cfn_props["ImageConfig"]["Command"][0]
-            package_type = "Image"
-        else:
-            code_uri = props.get("CodeUri", globals_.get("CodeUri"))
-            if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
-                raise ValueError(f"{logical_id}: only a local CodeUri directory is supported, got {code_uri!r}")
-            code_dir = template_dir / code_uri
-            handler = cfn_props["Handler"]
-            package_type = "Zip"
-        module_path, handler_name = handler.rsplit(".", 1)
+        location = handler_location(sam_template, logical_id, template_dir)
         config = lambda_client.get_function_configuration(FunctionName=physical_ids[logical_id])
         specs[logical_id] = FunctionSpec(
             logical_id=logical_id,
             function_name=config["FunctionName"],
             function_arn=config["FunctionArn"],
-            package_type=package_type,
-            code_dir=code_dir.resolve(),
-            module_file=(code_dir / (module_path.replace(".", "/") + ".py")).resolve(),
-            handler_name=handler_name,
+            package_type=location.package_type,
+            code_dir=location.code_dir,
+            module_file=location.module_file,
+            handler_name=location.handler_name,
             memory_size=int(config.get("MemorySize", 128)),
             timeout_s=int(config.get("Timeout", 3)),
             environment={k: _env_string(v) for k, v in config.get("Environment", {}).get("Variables", {}).items()},

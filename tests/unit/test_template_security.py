@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from helpers import PROJECT_ROOT, load_template
+from local_cloud.api_server import api_events
 from local_cloud.stack import _references, cloudformation_template
 
 EXPECTED_MANAGED_POLICIES = {
@@ -121,13 +122,7 @@ def test_every_route_but_health_requires_an_api_key_of_a_throttled_usage_plan() 
     security = {(path, method): op.get("security") for path, ops in body["paths"].items() for method, op in ops.items()}
 
     # Then only GET /health is open, and the key belongs to a usage plan with throttling and a quota
-    api_events = [
-        event
-        for resource in load_template()["Resources"].values()
-        for event in (resource.get("Properties", {}).get("Events") or {}).values()
-        if event["Type"] == "Api"
-    ]
-    assert len(security) == len(api_events)
+    assert len(security) == len(api_events(load_template()))
     open_routes = {route for route, required in security.items() if required != [{"api_key": []}]}
     assert open_routes == {("/health", "get")}
     (plan,) = _resources("AWS::ApiGateway::UsagePlan").values()
