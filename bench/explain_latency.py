@@ -1,7 +1,7 @@
 """Explanation latency per row, and the explain function's cold start.
 
 On a gradient boosting model (the type the pilot deploys) trained by the real training code on the telecom
-data and loaded the way the explain function loads it (`mlops.explain.load_explainable_version`: ONNX graph,
+data and loaded the way the explain function loads it (`mlops.serving.explain.load_explainable_version`: ONNX graph,
 skops model and feature spec, each verified by SHA-256):
 
 * single requests: `explain_requests` with one held-out customer at a time, warm (p50/p99 per row);
@@ -33,10 +33,10 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT / "layers" / "platform"))
 
-from mlops.artifacts import ArtifactStore  # noqa: E402
-from mlops.contracts import MAX_EXPLAIN_BATCH_RECORDS, PredictRequest  # noqa: E402
-from mlops.explain import explain_requests, load_explainable_version  # noqa: E402
-from mlops.registry import ModelStatus, ModelVersion  # noqa: E402
+from mlops.api.contracts import MAX_EXPLAIN_BATCH_RECORDS, PredictRequest  # noqa: E402
+from mlops.core.artifacts import ArtifactStore  # noqa: E402
+from mlops.registry.store import ModelStatus, ModelVersion  # noqa: E402
+from mlops.serving.explain import explain_requests, load_explainable_version  # noqa: E402
 
 OUTPUT = PROJECT_ROOT / "bench" / "explain_latency.json"
 TARGET_P99_MS = 20.0
@@ -62,10 +62,12 @@ class DirectoryS3:
 
 def train_and_register(root: Path) -> tuple[ModelVersion, list[PredictRequest]]:
     """Train gradient boosting on the telecom split, store its artifacts under ``root``; held-out requests."""
-    from mlops.export import dump_skops, export_onnx
-    from mlops.features import fit_feature_spec
-    from mlops.schema import DataSchema
-    from mlops.training import CANDIDATES, frame_to_columns, read_dataset, split_dataset, train_and_select
+    from mlops.data.dataset import frame_to_columns, read_dataset, split_dataset
+    from mlops.data.features import fit_feature_spec
+    from mlops.data.schema import DataSchema
+    from mlops.training.candidates import CANDIDATES
+    from mlops.training.export import dump_skops, export_onnx
+    from mlops.training.selection import train_and_select
 
     schema = DataSchema.from_file(PROJECT_ROOT / "data" / "telecom_churn.schema.json")
     data = read_dataset(PROJECT_ROOT / "data" / "telecom_churn.csv", schema, require_target=True)
@@ -129,10 +131,10 @@ app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)
 imported = time.perf_counter()
 from pathlib import Path
-from mlops.artifacts import ArtifactStore
-from mlops.contracts import PredictRequest
-from mlops.explain import explain_requests, load_explainable_version
-from mlops.registry import ModelVersion
+from mlops.core.artifacts import ArtifactStore
+from mlops.api.contracts import PredictRequest
+from mlops.serving.explain import explain_requests, load_explainable_version
+from mlops.registry.store import ModelVersion
 root = Path({root!r})
 
 class DirectoryS3:

@@ -2,7 +2,7 @@
 
 The local store is moto's DynamoDB and S3, in process, as `make pilot` and `make serve` use them. Measures:
 
-* ingestion of the 4,000-customer telecom file through `mlops.feature_ingestion.ingest_file` (catalog,
+* ingestion of the 4,000-customer telecom file through `mlops.feature_store.ingestion.ingest_file` (catalog,
   offline Parquet append, conditional newest-wins online writes), first into an empty store, then again
   (re-ingestion: nothing to write), in rows/s;
 * single-customer lookups (`OnlineFeatureStore.get`, every feature), p50/p99;
@@ -28,10 +28,10 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 
-from mlops.feature_ingestion import ingest_file
-from mlops.feature_store import FeatureGroupCatalog, OnlineFeatureStore, feature_group_from_schema
-from mlops.offline_store import OfflineFeatureStore
-from mlops.schema import DataSchema
+from mlops.data.schema import DataSchema
+from mlops.feature_store.ingestion import ingest_file
+from mlops.feature_store.offline import OfflineFeatureStore
+from mlops.feature_store.online import FeatureGroupCatalog, OnlineFeatureStore, feature_group_from_schema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA = PROJECT_ROOT / "data" / "telecom_churn.csv"

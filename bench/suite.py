@@ -52,15 +52,15 @@ from botocore.client import BaseClient  # noqa: E402
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, pilot_args  # noqa: E402
 from local_cloud.cli import LOCAL_PARAMETERS, functions_log, run_pilot  # noqa: E402
 from local_cloud.platform import LocalPlatform  # noqa: E402
-from mlops.contracts import PredictRequest  # noqa: E402
-from mlops.export import load_skops  # noqa: E402
-from mlops.features import prepare_features, records_to_columns  # noqa: E402
-from mlops.pilot import api_gateway_event  # noqa: E402
-from mlops.schema import DataSchema  # noqa: E402
-from mlops.training import frame_to_columns, prepared_to_frame, read_dataset, split_dataset  # noqa: E402
+from mlops.api.contracts import PredictRequest  # noqa: E402
+from mlops.data.dataset import frame_to_columns, prepared_to_frame, read_dataset, split_dataset  # noqa: E402
+from mlops.data.features import prepare_features, records_to_columns  # noqa: E402
+from mlops.data.schema import DataSchema  # noqa: E402
+from mlops.pilot.payloads import api_gateway_event  # noqa: E402
+from mlops.training.export import load_skops  # noqa: E402
 
-# mlops.batch and mlops.scoring are imported where they are used: they create the functions' logger, which
-# writes to whatever sys.stdout is at that moment, and the functions' logs belong in the pilot's lambda.log.
+# mlops.serving.batch and mlops.serving.scoring are imported where they are used: they create the functions'
+# logger, which writes to whatever sys.stdout is at that moment, and the functions' logs belong in the pilot's lambda.log.
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 WORK_DIR = PROJECT_ROOT / "out" / "bench"  # out/ is git-ignored: the pilot's output, synthetic data, scores
@@ -226,8 +226,8 @@ def pilot_and_online_scoring(requests: list[PredictRequest]) -> dict[str, Any]:
 
 
 def scoring_core(model_dir: Path, requests: list[PredictRequest]) -> dict[str, Any]:
-    from mlops.batch import load_model_dir
-    from mlops.scoring import score_and_prepare
+    from mlops.serving.batch import load_model_dir
+    from mlops.serving.scoring import score_and_prepare
 
     loaded = load_model_dir(model_dir)
     pipeline = load_skops((model_dir / "model.skops").read_bytes())
@@ -330,10 +330,10 @@ spec = importlib.util.spec_from_file_location("scoring_app", {app!r})
 app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)
 imported = time.time()
-from mlops.artifacts import ArtifactStore
-from mlops.contracts import PredictRequest
-from mlops.registry import ModelVersion
-from mlops.scoring import load_model_version, score_and_prepare
+from mlops.core.artifacts import ArtifactStore
+from mlops.api.contracts import PredictRequest
+from mlops.registry.store import ModelVersion
+from mlops.serving.scoring import load_model_version, score_and_prepare
 model_dir = Path({model_dir!r})
 
 class ModelDirectory:
@@ -351,7 +351,7 @@ print(json.dumps({{"ready": ready, "imported": imported, "model_loaded": model_l
 
 
 def cold_start(model_dir: Path, request: PredictRequest) -> dict[str, Any]:
-    from mlops.batch import load_model_dir
+    from mlops.serving.batch import load_model_dir
 
     code = _COLD_START.format(
         app=str(PROJECT_ROOT / "functions" / "scoring" / "app.py"),
@@ -399,7 +399,7 @@ def synthetic_files() -> dict[str, Any]:
             [
                 sys.executable,
                 "-m",
-                "mlops.synthetic",
+                "mlops.pilot.synthetic",
                 *("--rows", str(BATCH_ROWS), "--seed", str(SYNTHETIC_SEED)),
                 *("--output", str(partial)),
             ],
@@ -453,8 +453,8 @@ def batch_scoring(model_dir: Path) -> dict[str, Any]:
 def batch_steps(model_dir: Path, path: Path) -> dict[str, Any]:
     """Where score_csv's time goes: its steps timed one by one, in this process, on the 200k-row file, ONNX
     on one intra-op thread; the ONNX step is also timed apart on every core (OnnxChurnModel's `threads`)."""
-    from mlops.batch import DEFAULT_CHUNK_ROWS, load_model_dir
-    from mlops.inference import OnnxChurnModel
+    from mlops.serving.batch import DEFAULT_CHUNK_ROWS, load_model_dir
+    from mlops.serving.onnx_model import OnnxChurnModel
 
     loaded = load_model_dir(model_dir)  # digests checked; one intra-op thread
     cores = os.cpu_count() or 1
@@ -764,7 +764,7 @@ def figures_of(raw: dict[str, Any], load: float) -> list[dict[str, Any]]:
     )
     batch_conditions = (
         f"python -m local_cloud.cli score (make score) on {large['rows']:,} synthetic customers "
-        f"(mlops.synthetic seed {SYNTHETIC_SEED}, {large['input_mb']:.0f} MB CSV) to a CSV of scores, "
+        f"(mlops.pilot.synthetic seed {SYNTHETIC_SEED}, {large['input_mb']:.0f} MB CSV) to a CSV of scores, "
         f"{steps['chunk_rows']:,}-row chunks, ONNX threads as the command sets them"
     )
     rows += [

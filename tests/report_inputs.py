@@ -1,4 +1,4 @@
-"""Realistic inputs for the pilot report (mlops.report), shared by its unit test and its browser test.
+"""Realistic inputs for the pilot report (mlops.pilot.report.render), shared by its unit test and its browser test.
 
 The held-out predictions come from an additive model on the telecom data (a logistic regression on cubic
 splines of each feature; the pilot's train/test split; the threshold chosen on out-of-fold predictions of the
@@ -25,12 +25,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import SplineTransformer
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_event
-from mlops.drift import DriftReport, DriftThresholds, FeatureDrift
-from mlops.pilot import CampaignReport, CriteriaReport, Criterion, LatencySummary
-from mlops.report import ReportInputs
-from mlops.schema import DataSchema
-from mlops.threshold import choose_threshold
-from mlops.training import labels, read_dataset, split_dataset
+from mlops.data.dataset import labels, read_dataset, split_dataset
+from mlops.data.schema import DataSchema
+from mlops.monitoring.drift import DriftReport, DriftThresholds, FeatureDrift
+from mlops.pilot.payloads import CampaignReport, CriteriaReport, Criterion, LatencySummary
+from mlops.pilot.report.render import ReportInputs
+from mlops.training.threshold import choose_threshold
 
 # The report's sections and figures (`data-section` / `data-figure` names), in page order.
 SECTIONS = (

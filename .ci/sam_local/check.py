@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from local_cloud.cli import functions_log, pilot_arguments, run_pilot
 from local_cloud.platform import LocalPlatform
-from mlops.contracts import BatchPredictionResponse, ErrorResponse, HealthResponse, ModelListResponse, Prediction
+from mlops.api.contracts import BatchPredictionResponse, ErrorResponse, HealthResponse, ModelListResponse, Prediction
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "ScoringFunction"

@@ -9,10 +9,10 @@ import boto3
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.audit import AuditIntegrityError, AuditPage, AuditTrail, AuditVerification, query_audit, verify_chains
-from mlops.observability import MetricUnit, instrumented_handler, logger, metrics
-from mlops.rest import create_rest_app, resolve_json_api
-from mlops.settings import AuditApiSettings, load_settings
+from mlops.api.rest import create_rest_app, resolve_json_api
+from mlops.audit.trail import AuditIntegrityError, AuditPage, AuditTrail, AuditVerification, query_audit, verify_chains
+from mlops.core.observability import MetricUnit, instrumented_handler, logger, metrics
+from mlops.core.settings import AuditApiSettings, load_settings
 
 app = create_rest_app()
 

@@ -8,12 +8,12 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.audit import AuditEventType, AuditTrail
-from mlops.governance import audit_trail, model_event
-from mlops.observability import MetricUnit, instrumented_handler, logger, metrics
-from mlops.pilot import DeployRequest, deploy_or_roll_back
-from mlops.registry import ModelRegistry
-from mlops.settings import AuditedModelStoreSettings, load_settings
+from mlops.audit.events import audit_trail, model_event
+from mlops.audit.trail import AuditEventType, AuditTrail
+from mlops.core.observability import MetricUnit, instrumented_handler, logger, metrics
+from mlops.core.settings import AuditedModelStoreSettings, load_settings
+from mlops.pilot.payloads import DeployRequest, deploy_or_roll_back
+from mlops.registry.store import ModelRegistry
 
 
 @cache

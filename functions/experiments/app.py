@@ -13,7 +13,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.audit import AuditEventType, AuditTrail
+from mlops.api.rest import caller_identity, create_rest_app, resolve_json_api
+from mlops.audit.events import audit_trail, experiment_event
+from mlops.audit.trail import AuditEventType, AuditTrail
+from mlops.core.observability import MetricUnit, instrumented_handler, metrics
+from mlops.core.settings import AuditedExperimentsSettings, ExperimentsSettings, load_settings
 from mlops.experiments.models import (
     Assignment,
     AssignRequest,
@@ -26,10 +30,6 @@ from mlops.experiments.models import (
 )
 from mlops.experiments.service import ExperimentService
 from mlops.experiments.store import ExperimentStore
-from mlops.governance import audit_trail, experiment_event
-from mlops.observability import MetricUnit, instrumented_handler, metrics
-from mlops.rest import caller_identity, create_rest_app, resolve_json_api
-from mlops.settings import AuditedExperimentsSettings, ExperimentsSettings, load_settings
 
 app = create_rest_app()
 

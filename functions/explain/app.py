@@ -24,15 +24,15 @@ import boto3
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.artifacts import ArtifactStore
-from mlops.contracts import BatchExplainRequest, BatchExplanationResponse, ExplainRequest, Explanation
-from mlops.explain import ExplainableModel, explain_requests, load_explainable_version, served_model
-from mlops.feature_store import OnlineFeatureLookup, online_lookup
-from mlops.observability import MetricUnit, instrumented_handler, metrics
-from mlops.registry import ModelRegistry
-from mlops.rest import create_rest_app, resolve_json_api
-from mlops.scoring import ModelProvider
-from mlops.settings import ScoringSettings, load_settings
+from mlops.api.contracts import BatchExplainRequest, BatchExplanationResponse, ExplainRequest, Explanation
+from mlops.api.rest import create_rest_app, resolve_json_api
+from mlops.core.artifacts import ArtifactStore
+from mlops.core.observability import MetricUnit, instrumented_handler, metrics
+from mlops.core.settings import ScoringSettings, load_settings
+from mlops.feature_store.online import OnlineFeatureLookup, online_lookup
+from mlops.registry.store import ModelRegistry
+from mlops.serving.explain import ExplainableModel, explain_requests, load_explainable_version, served_model
+from mlops.serving.scoring import ModelProvider
 
 app = create_rest_app()
 

@@ -9,19 +9,19 @@ import boto3
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.audit import AuditEvent, AuditEventType, AuditTrail
-from mlops.contracts import (
+from mlops.api.contracts import (
     BatchFeatureRequest,
     BatchFeatureResponse,
     FeatureDeletionResponse,
     FeatureRecordResponse,
 )
-from mlops.errors import EntityNotFoundError
-from mlops.feature_store import FeatureRecord, OnlineFeatureLookup, online_lookup
-from mlops.governance import audit_trail
-from mlops.observability import MetricUnit, instrumented_handler, logger, metrics
-from mlops.rest import caller_identity, checked_entity_id, create_rest_app, resolve_json_api
-from mlops.settings import FeaturesApiSettings, load_settings
+from mlops.api.rest import caller_identity, checked_entity_id, create_rest_app, resolve_json_api
+from mlops.audit.events import audit_trail
+from mlops.audit.trail import AuditEvent, AuditEventType, AuditTrail
+from mlops.core.errors import EntityNotFoundError
+from mlops.core.observability import MetricUnit, instrumented_handler, logger, metrics
+from mlops.core.settings import FeaturesApiSettings, load_settings
+from mlops.feature_store.online import FeatureRecord, OnlineFeatureLookup, online_lookup
 
 DELETION_REASON = "data-subject request"
 

@@ -15,11 +15,14 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.artifacts import ArtifactStore
-from mlops.capture import InferenceCapture, OutcomeLog, OutcomesAccepted, OutcomesRequest
-from mlops.drift import DriftThresholds
-from mlops.errors import EntityNotFoundError
-from mlops.monitoring import (
+from mlops.api.rest import create_rest_app, request_id, resolve_json_api
+from mlops.core.artifacts import ArtifactStore
+from mlops.core.errors import EntityNotFoundError
+from mlops.core.observability import MetricUnit, instrumented_handler, logger, metrics
+from mlops.core.settings import MonitoringSettings, load_settings
+from mlops.monitoring.capture import InferenceCapture, OutcomeLog, OutcomesAccepted, OutcomesRequest
+from mlops.monitoring.drift import DriftThresholds
+from mlops.monitoring.monitor import (
     MonitoringReport,
     MonitorRequest,
     audited_predictions,
@@ -27,10 +30,7 @@ from mlops.monitoring import (
     run_monitor,
     store_report,
 )
-from mlops.observability import MetricUnit, instrumented_handler, logger, metrics
-from mlops.registry import ModelRegistry
-from mlops.rest import create_rest_app, request_id, resolve_json_api
-from mlops.settings import MonitoringSettings, load_settings
+from mlops.registry.store import ModelRegistry
 
 app = create_rest_app()
 

@@ -19,10 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops.artifacts import ArtifactStore
-from mlops.audit import AuditTrail
-from mlops.capture import InferenceCapture, score_bucket
-from mlops.contracts import (
+from mlops.api.contracts import (
     SYNTHETIC_TRAFFIC_HEADER,
     BatchPredictionResponse,
     BatchPredictRequest,
@@ -32,16 +29,19 @@ from mlops.contracts import (
     Prediction,
     PredictRequest,
 )
+from mlops.api.rest import caller_identity, create_rest_app, request_id, resolve_json_api
+from mlops.audit.events import audit_trail, prediction_events
+from mlops.audit.trail import AuditTrail
+from mlops.core.artifacts import ArtifactStore
+from mlops.core.observability import MetricUnit, instrumented_handler, logger, metrics, record_dimensioned
+from mlops.core.settings import ScoringSettings, load_settings
+from mlops.data.features import Columns
 from mlops.experiments.serving import RunningExperimentProvider, serve_experiment, service_calls_of
 from mlops.experiments.store import ExperimentStore
-from mlops.feature_store import OnlineFeatureLookup, online_lookup
-from mlops.features import Columns
-from mlops.governance import audit_trail, prediction_events
-from mlops.observability import MetricUnit, instrumented_handler, logger, metrics, record_dimensioned
-from mlops.registry import ModelRegistry
-from mlops.rest import caller_identity, create_rest_app, request_id, resolve_json_api
-from mlops.scoring import LoadedModel, ModelProvider, score_and_prepare
-from mlops.settings import ScoringSettings, load_settings
+from mlops.feature_store.online import OnlineFeatureLookup, online_lookup
+from mlops.monitoring.capture import InferenceCapture, score_bucket
+from mlops.registry.store import ModelRegistry
+from mlops.serving.scoring import LoadedModel, ModelProvider, score_and_prepare
 
 app = create_rest_app()
 

@@ -7,10 +7,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.artifacts import ArtifactStore
-from mlops.observability import instrumented_handler, logger
-from mlops.pilot import StepRequest, lambda_api_invoker, run_smoke_test
-from mlops.settings import SmokeTestSettings, load_settings
+from mlops.core.artifacts import ArtifactStore
+from mlops.core.observability import instrumented_handler, logger
+from mlops.core.settings import load_settings
+from mlops.pilot.payloads import StepRequest, lambda_api_invoker, run_smoke_test
+from mlops.pilot.settings import SmokeTestSettings
 
 
 @instrumented_handler

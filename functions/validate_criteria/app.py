@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.observability import instrumented_handler, logger
-from mlops.pilot import CriteriaRequest, evaluate_success_criteria
+from mlops.core.observability import instrumented_handler, logger
+from mlops.pilot.payloads import CriteriaRequest, evaluate_success_criteria
 
 
 @instrumented_handler

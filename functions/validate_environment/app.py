@@ -7,10 +7,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.observability import instrumented_handler, logger
-from mlops.pilot import EnvironmentReport, StepRequest
-from mlops.registry import ModelRegistry
-from mlops.settings import EnvironmentCheckSettings, load_settings
+from mlops.core.observability import instrumented_handler, logger
+from mlops.core.settings import load_settings
+from mlops.pilot.payloads import EnvironmentReport, StepRequest
+from mlops.pilot.settings import EnvironmentCheckSettings
+from mlops.registry.store import ModelRegistry
 
 
 @instrumented_handler

@@ -325,7 +325,7 @@ def _header_value(value: Any) -> str:
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    # The API's error shape (mlops.contracts.ErrorResponse), so the OpenAPI document holds for these too.
+    # The API's error shape (mlops.api.contracts.ErrorResponse), so the OpenAPI document holds for these too.
     body = json.dumps({"error": {"code": code, "message": message, "fields": [], "retryable": False}})
     return Response(body, status=status, content_type="application/json")
 

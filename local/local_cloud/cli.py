@@ -24,8 +24,8 @@ from werkzeug.serving import make_server  # noqa: E402
 from werkzeug.test import Client  # noqa: E402
 
 from local_cloud.platform import LocalPlatform, StateEvent  # noqa: E402
-from mlops.approval import ApprovalPolicy  # noqa: E402
-from mlops.pilot import PilotExperimentInput, PilotInput, PilotTargets  # noqa: E402
+from mlops.pilot.payloads import PilotExperimentInput, PilotInput, PilotTargets  # noqa: E402
+from mlops.registry.approval import ApprovalPolicy  # noqa: E402
 
 PILOT_STATE_MACHINE = "PilotStateMachine"
 # Local runs retry after 1 s instead of 2 s, and warm scoring containers re-read the production alias every second.
@@ -337,7 +337,7 @@ def _experiment_summary(experiment: dict[str, Any] | None) -> list[str]:
 
 def _download_artifact(platform: LocalPlatform, ref: dict[str, Any], path: Path) -> Path:
     """An artifact of the stack's bucket to a local file, verified by its SHA-256."""
-    from mlops.artifacts import ArtifactRef, ArtifactStore
+    from mlops.core.artifacts import ArtifactRef, ArtifactStore
 
     store = ArtifactStore(platform.stack.physical_id("ArtifactBucket"), platform.client("s3"))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -346,7 +346,7 @@ def _download_artifact(platform: LocalPlatform, ref: dict[str, Any], path: Path)
 
 
 def _download_model(platform: LocalPlatform, artifacts: dict[str, Any], model_dir: Path) -> None:
-    from mlops.batch import MODEL_FILES
+    from mlops.serving.batch import MODEL_FILES
 
     for name, filename in MODEL_FILES.items():
         _download_artifact(platform, artifacts[name], model_dir / filename)
@@ -376,7 +376,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from mlops.batch import load_model_dir, score_csv
+    from mlops.serving.batch import load_model_dir, score_csv
 
     loaded = load_model_dir(args.model_dir, threads=getattr(args, "threads", 1))
     started = time.perf_counter()

@@ -7,7 +7,7 @@ error), and the generator adds what the handlers cannot know:
 
 - the API key: the template's `Auth.ApiKeyRequired` (API level, overridden per event) becomes the `x-api-key`
   security requirement of each operation (`GET /health` is open);
-- the error responses: `mlops.rest` maps every refusal to `ErrorResponse`, and API Gateway's own refusals (key,
+- the error responses: `mlops.api.rest` maps every refusal to `ErrorResponse`, and API Gateway's own refusals (key,
   throttling, size) use that shape too (the template's GatewayResponses), so each operation declares the 4xx/503
   statuses it can give with that schema, and Powertools' default 422 schema (`HTTPValidationError`, which the API
   never sends) is replaced;
@@ -243,7 +243,7 @@ def _complete_operation(operation: dict[str, Any], method: str, path: str, *, ke
 
 
 def _error_schemas() -> dict[str, Any]:
-    from mlops.contracts import ErrorResponse
+    from mlops.api.contracts import ErrorResponse
 
     schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
     definitions = schema.pop("$defs", {})

@@ -12,8 +12,8 @@ from werkzeug.test import Client
 from helpers import pilot_args
 from local_cloud.cli import start_pilot
 from local_cloud.platform import LocalPlatform
-from mlops.errors import InvalidTransitionError
-from mlops.registry import ModelRegistry, ModelStatus
+from mlops.core.errors import InvalidTransitionError
+from mlops.registry.store import ModelRegistry, ModelStatus
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,8 @@ from werkzeug.test import Client
 from helpers import TELECOM_CSV, load_event
 from local_cloud.cli import LOCAL_PARAMETERS, cmd_score, pilot_results
 from local_cloud.platform import LocalPlatform
-from mlops.errors import ModelNotFoundError
-from mlops.pilot import PilotInput
+from mlops.core.errors import ModelNotFoundError
+from mlops.pilot.payloads import PilotInput
 
 pytestmark = pytest.mark.slow
 
@@ -381,7 +381,7 @@ def test_a_failing_deploy_step_leaves_the_previous_model_serving(
     def failing_transaction(self: Any, writes: Any, model_name: str, expected_current: Any) -> None:
         raise RuntimeError("injected: DynamoDB transaction failed")
 
-    monkeypatch.setattr("mlops.registry.ModelRegistry._transact", failing_transaction)
+    monkeypatch.setattr("mlops.registry.store.ModelRegistry._transact", failing_transaction)
     result = start_pilot(platform)
 
     # Then the execution fails at DeployModel, the failure is recorded, and the old model still serves
@@ -402,7 +402,7 @@ def test_a_failing_smoke_test_rolls_production_back_to_the_previous_model(
     def failing_summary(latencies: Any) -> Any:
         raise RuntimeError("injected: smoke test failure")
 
-    monkeypatch.setattr("mlops.pilot.summarise_latency", failing_summary)
+    monkeypatch.setattr("mlops.pilot.payloads.summarise_latency", failing_summary)
     result = start_pilot(platform)
 
     # Then it deployed, rolled back, and production serves the previous version again
@@ -472,7 +472,7 @@ def test_a_failing_ab_test_fails_the_pilot_but_keeps_the_validated_model_serving
     def unreadable(*args: Any) -> Any:
         raise RuntimeError("injected: test split unreadable")
 
-    monkeypatch.setattr("mlops.experiments.campaign.read_held_out", unreadable)
+    monkeypatch.setattr("mlops.pilot.campaign.read_held_out", unreadable)
     result = start_pilot(platform)
 
     # Then the pilot fails on ab_testing_ready after the new model passed its own criteria ...

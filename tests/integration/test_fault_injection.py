@@ -31,9 +31,9 @@ from werkzeug.test import Client, TestResponse
 from helpers import PROJECT_ROOT, emitted_metrics, load_event, pilot_args
 from local_cloud.cli import start_pilot
 from local_cloud.platform import LocalPlatform
-from mlops.artifacts import ArtifactRef
+from mlops.core.artifacts import ArtifactRef
 from mlops.experiments.store import ExperimentStore
-from mlops.registry import ModelRegistry, ModelStatus
+from mlops.registry.store import ModelRegistry, ModelStatus
 
 pytestmark = pytest.mark.slow
 

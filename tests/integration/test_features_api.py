@@ -12,9 +12,9 @@ from werkzeug.test import Client
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_event
 from local_cloud.platform import LocalPlatform
-from mlops.feature_store import OnlineFeatureStore, feature_group_from_schema
-from mlops.schema import DataSchema
-from mlops.training import read_dataset
+from mlops.data.dataset import read_dataset
+from mlops.data.schema import DataSchema
+from mlops.feature_store.online import OnlineFeatureStore, feature_group_from_schema
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.approval import ApprovalPolicy, decide_approval
+from mlops.registry.approval import ApprovalPolicy, decide_approval
 
 CANDIDATE = {"roc_auc": 0.93, "pr_auc": 0.90, "recall": 0.85, "accuracy": 0.97}
 CHECKS = {"quality_targets": True, "onnx_parity": True}

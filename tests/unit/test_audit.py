@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 from pydantic import ValidationError
 
-from mlops.audit import (
+from mlops.audit.trail import (
     AUDIT_TABLE_INDEXES,
     GENESIS_HASH,
     AuditEvent,
@@ -35,7 +35,7 @@ from mlops.audit import (
     verify_chains,
     writer_chain,
 )
-from mlops.errors import InvalidRequestError
+from mlops.core.errors import InvalidRequestError
 
 TABLE = "audit"
 BUCKET = "audit-digests-bucket"
@@ -140,7 +140,7 @@ def record_count(dynamodb: Any, chain: str = "main") -> int:
 
 
 def attacker_hash(document: dict[str, Any]) -> str:
-    """The hash as anyone who read the module docs could recompute it (independent of mlops.audit)."""
+    """The hash as anyone who read the module docs could recompute it (independent of mlops.audit.trail)."""
     payload = {name: value for name, value in document.items() if name != "record_hash"}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

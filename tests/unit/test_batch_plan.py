@@ -15,8 +15,8 @@ import pytest
 from moto import mock_aws
 
 from helpers import PROJECT_ROOT, load_template
-from mlops.batch_plan import BatchPlan, BatchScoringRequest, join_parts, part_key, plan_chunks
-from mlops.errors import DataValidationError
+from mlops.core.errors import DataValidationError
+from mlops.serving.batch_plan import BatchPlan, BatchScoringRequest, join_parts, part_key, plan_chunks
 
 BATCH_ASL = PROJECT_ROOT / "statemachines" / "batch_scoring.asl.json"
 

@@ -17,9 +17,9 @@ import pytest
 from moto import mock_aws
 from pydantic import ValidationError
 
-from mlops.capture import InferenceCapture, Outcome, OutcomeLog, OutcomesRequest, score_bucket
-from mlops.contracts import Prediction
-from mlops.features import Columns
+from mlops.api.contracts import Prediction
+from mlops.data.features import Columns
+from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog, OutcomesRequest, score_bucket
 
 BUCKET = "monitoring-bucket"  # not plain "monitoring": moto routes monitoring.* hosts to CloudWatch
 MODEL = "churn"

@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-from mlops.errors import DataValidationError
-from mlops.pilot_training import validate_dataset
-from mlops.schema import DataSchema
-from mlops.training import read_dataset
+from mlops.core.errors import DataValidationError
+from mlops.data.dataset import read_dataset
+from mlops.data.schema import DataSchema
+from mlops.pilot.training import validate_dataset
 
 SCHEMA = DataSchema(id_column="id", target="churn", positive_label="yes", numerical=["fee"], categorical=["plan"])
 

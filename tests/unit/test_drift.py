@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA
-from mlops.drift import (
+from mlops.data.dataset import frame_to_columns, read_dataset, split_dataset
+from mlops.data.features import Columns
+from mlops.data.schema import DataSchema
+from mlops.monitoring.drift import (
     OTHER,
     PSI_EPSILON,
     DriftBaseline,
@@ -22,9 +25,6 @@ from mlops.drift import (
     detect_drift,
     population_stability_index,
 )
-from mlops.features import Columns
-from mlops.schema import DataSchema
-from mlops.training import frame_to_columns, read_dataset, split_dataset
 
 CREATED_AT = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from mlops.contracts import Prediction
-from mlops.errors import ExperimentUnavailableError
+from mlops.api.contracts import Prediction
+from mlops.core.errors import ExperimentUnavailableError
 from mlops.experiments.models import Experiment, ExperimentCreate
 from mlops.experiments.service import new_experiment
 from mlops.experiments.serving import RunningExperimentProvider, assigner_of, serve_experiment, service_calls_of

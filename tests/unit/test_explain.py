@@ -1,4 +1,4 @@
-"""TreeSHAP explanations (mlops.explain): additivity, the map back to input features, reasons, ?top=N, and the
+"""TreeSHAP explanations (mlops.serving.explain): additivity, the map back to input features, reasons, ?top=N, and the
 rule that only the served version is explained. Both candidates are trained on the telecom file through the
 real training code."""
 
@@ -16,10 +16,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
-from mlops.artifacts import ArtifactStore
-from mlops.contracts import MAX_REASONS, Explanation, FeatureContribution, PredictRequest
-from mlops.errors import ArtifactIntegrityError, FeatureValidationError, VersionNotDeployedError
-from mlops.explain import (
+from mlops.api.contracts import MAX_REASONS, Explanation, FeatureContribution, PredictRequest
+from mlops.core.artifacts import ArtifactStore
+from mlops.core.errors import ArtifactIntegrityError, FeatureValidationError, VersionNotDeployedError
+from mlops.core.settings import ScoringSettings
+from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
+from mlops.data.features import DERIVED_BY_NAME, FeatureSpec, fit_feature_spec, prepare_features
+from mlops.data.schema import DataSchema
+from mlops.registry.store import ModelStatus, ModelVersion, ProductionAlias
+from mlops.serving.explain import (
     ExplainableModel,
     explain_requests,
     explainability_summary,
@@ -27,22 +32,10 @@ from mlops.explain import (
     reason,
     served_model,
 )
-from mlops.export import dump_skops, export_onnx
-from mlops.features import DERIVED_BY_NAME, FeatureSpec, fit_feature_spec, prepare_features
-from mlops.registry import ModelStatus, ModelVersion, ProductionAlias
-from mlops.schema import DataSchema
-from mlops.scoring import ModelProvider
-from mlops.settings import ScoringSettings
-from mlops.training import (
-    CANDIDATES,
-    build_pipeline,
-    frame_to_columns,
-    labels,
-    prepared_to_frame,
-    read_dataset,
-    split_dataset,
-    train_and_select,
-)
+from mlops.serving.scoring import ModelProvider
+from mlops.training.candidates import CANDIDATES, build_pipeline
+from mlops.training.export import dump_skops, export_onnx
+from mlops.training.selection import train_and_select
 
 ADDITIVITY_TOLERANCE = 1e-6
 

@@ -15,15 +15,18 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA
-from mlops.errors import (
+from mlops.core.errors import (
     EntityNotFoundError,
     FeatureGroupConflictError,
     FeatureStoreUnavailableError,
     FeatureValidationError,
     InvalidRequestError,
 )
-from mlops.feature_ingestion import ingest_file, training_frame_from_store
-from mlops.feature_store import (
+from mlops.data.dataset import read_dataset
+from mlops.data.schema import DataSchema
+from mlops.feature_store.ingestion import ingest_file, training_frame_from_store
+from mlops.feature_store.offline import OfflineFeatureStore
+from mlops.feature_store.online import (
     FeatureGroup,
     FeatureGroupCatalog,
     IncomingRecord,
@@ -33,9 +36,6 @@ from mlops.feature_store import (
     WriteOutcome,
     feature_group_from_schema,
 )
-from mlops.offline_store import OfflineFeatureStore
-from mlops.schema import DataSchema
-from mlops.training import read_dataset
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 

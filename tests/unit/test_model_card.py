@@ -1,4 +1,4 @@
-"""The model card (mlops.model_card): segments by international plan and Census region, segment metrics that
+"""The model card (mlops.registry.model_card): segments by international plan and Census region, segment metrics that
 match scikit-learn, automatic limitations, the Markdown rendering and the JSON round trip. The telecom card
 is built from a logistic regression on a few numerical columns, so the module runs in about a second."""
 
@@ -14,8 +14,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA
-from mlops.artifacts import ArtifactRef
-from mlops.model_card import (
+from mlops.core.artifacts import ArtifactRef
+from mlops.data.dataset import labels, read_dataset, split_dataset
+from mlops.data.schema import DataSchema
+from mlops.registry.model_card import (
     MISSING_VALUE,
     SECTION_TITLES,
     STATE_REGIONS,
@@ -28,9 +30,8 @@ from mlops.model_card import (
     state_region,
     telecom_segments,
 )
-from mlops.registry import ModelStatus, StatusChange
-from mlops.schema import DataSchema
-from mlops.training import evaluate, labels, read_dataset, split_dataset
+from mlops.registry.store import ModelStatus, StatusChange
+from mlops.training.evaluation import evaluate
 
 US_STATES = (
     *("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY"),

@@ -16,15 +16,17 @@ from moto import mock_aws
 from pydantic import ValidationError
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
-from mlops import monitoring
-from mlops.artifacts import ArtifactStore
-from mlops.audit import AuditEventType, format_timestamp
-from mlops.capture import InferenceCapture, Outcome, OutcomeLog, utc
-from mlops.contracts import Prediction
-from mlops.drift import DriftBaseline, DriftThresholds, build_baseline
-from mlops.features import Columns, FeatureSpec, fit_feature_spec
-from mlops.governance import audit_trail, model_event, prediction_events
-from mlops.monitoring import (
+from mlops.api.contracts import Prediction
+from mlops.audit.events import audit_trail, model_event, prediction_events
+from mlops.audit.trail import AuditEventType, format_timestamp
+from mlops.core.artifacts import ArtifactStore
+from mlops.data.dataset import frame_to_columns, labels, read_dataset, split_dataset
+from mlops.data.features import Columns, FeatureSpec, fit_feature_spec
+from mlops.data.schema import DataSchema
+from mlops.monitoring import monitor as monitoring
+from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog, utc
+from mlops.monitoring.drift import DriftBaseline, DriftThresholds, build_baseline
+from mlops.monitoring.monitor import (
     MIN_OUTCOMES_FOR_ACCURACY,
     MonitoringReport,
     MonitorRequest,
@@ -34,9 +36,7 @@ from mlops.monitoring import (
     run_monitor,
     store_report,
 )
-from mlops.registry import ModelRegistry, ModelStatus, ModelVersion
-from mlops.schema import DataSchema
-from mlops.training import frame_to_columns, labels, read_dataset, split_dataset
+from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion
 
 MODEL = "churn"
 VERSION = "v1"

@@ -35,7 +35,7 @@ def _emitted(*services: str, extra: str | None = None, values: frozenset[str] | 
 
 # What the handlers must emit (Powertools adds `service` = the function's POWERTOOLS_SERVICE_NAME to each).
 METRIC_CONTRACT: dict[str, EmittedMetric] = {
-    # mlops.observability.instrumented_handler, every function (ClientErrors: API functions only)
+    # mlops.core.observability.instrumented_handler, every function (ClientErrors: API functions only)
     "Requests": _emitted(),
     "Latency": _emitted(),
     "Errors": _emitted(),

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from helpers import load_event
-from mlops.errors import InvalidRequestError
-from mlops.experiments import campaign
+from mlops.core.errors import InvalidRequestError
+from mlops.data.schema import DataSchema
 from mlops.experiments.analysis import analyse
 from mlops.experiments.service import new_experiment
-from mlops.pilot import CampaignAssumptions, StepRequest
-from mlops.schema import DataSchema
+from mlops.pilot import campaign
+from mlops.pilot.payloads import CampaignAssumptions, StepRequest
 
 TELECOM_SCHEMA = DataSchema(
     id_column="customer_id",

@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from helpers import load_template
-from mlops.artifacts import ArtifactRef
-from mlops.errors import DeploymentConflictError, InvalidTransitionError, ModelNotFoundError
-from mlops.registry import ModelRegistry, ModelStatus, ModelVersion, utc_now
+from mlops.core.artifacts import ArtifactRef
+from mlops.core.errors import DeploymentConflictError, InvalidTransitionError, ModelNotFoundError
+from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, utc_now
 
 MODEL = "churn"
 

@@ -1,5 +1,5 @@
-"""The pilot report (mlops.report): one self-contained HTML page with every section and one embedded PNG per
-figure, nothing loaded from the network, "not run" for the parts a pilot skipped, and every text escaped.
+"""The pilot report (mlops.pilot.report.render): one self-contained HTML page with every section and one embedded
+PNG per figure, nothing loaded from the network, "not run" for the parts a pilot skipped, and every text escaped.
 The inputs (tests/report_inputs.py) come from a small model on the telecom data and the recorded pilot state."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 from pydantic import ValidationError
 from report_inputs import FIGURES, SECTIONS, build_report_inputs
 
-from mlops.drift import DriftReport
-from mlops.pilot import CriteriaReport, Criterion
-from mlops.report import ReportInputs, render_report, write_report
+from mlops.monitoring.drift import DriftReport
+from mlops.pilot.payloads import CriteriaReport, Criterion
+from mlops.pilot.report.render import ReportInputs, render_report, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URL_PREFIX = "data:image/png;base64,"

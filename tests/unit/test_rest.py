@@ -1,4 +1,4 @@
-"""mlops.rest: every request body is read as JSON, and one that cannot be is refused in the error shape."""
+"""mlops.api.rest: every request body is read as JSON, and one that cannot be is refused in the error shape."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from helpers import FakeLambdaContext
-from mlops.contracts import PredictRequest
-from mlops.rest import create_rest_app, resolve_json_api
+from mlops.api.contracts import PredictRequest
+from mlops.api.rest import create_rest_app, resolve_json_api
 
 app = create_rest_app()
 

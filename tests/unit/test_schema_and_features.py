@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mlops.errors import DomainError, FeatureValidationError
-from mlops.features import (
+from mlops.core.errors import DomainError, FeatureValidationError
+from mlops.data.features import (
     DERIVED_FEATURES,
     FeatureSpec,
     fit_feature_spec,
@@ -20,7 +20,7 @@ from mlops.features import (
     prepare_features,
     records_to_columns,
 )
-from mlops.schema import DataSchema
+from mlops.data.schema import DataSchema
 
 ROOT = Path(__file__).resolve().parents[2]
 TELECOM_SCHEMA = ROOT / "data" / "telecom_churn.schema.json"
@@ -420,7 +420,7 @@ def test_a_record_must_be_an_object(spec: FeatureSpec) -> None:
 def test_scoring_modules_do_not_import_pandas_or_sklearn() -> None:
     # Given a fresh interpreter / When the scoring-path modules are imported
     code = (
-        "import sys, mlops.features, mlops.inference, mlops.schema, mlops.errors;"
+        "import sys, mlops.data.features, mlops.serving.onnx_model, mlops.data.schema, mlops.core.errors;"
         "bad = sorted({'pandas', 'sklearn', 'skl2onnx', 'skops'} & set(sys.modules)); print(bad)"
     )
     result = subprocess.run(  # noqa: S603

@@ -6,15 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from helpers import load_template
-from mlops.settings import (
-    CampaignSettings,
-    EnvironmentCheckSettings,
-    ExperimentsSettings,
-    PilotExperimentSettings,
-    ScoringSettings,
-    SmokeTestSettings,
-    load_settings,
-)
+from mlops.core.settings import ExperimentsSettings, ScoringSettings, load_settings
+from mlops.pilot.settings import CampaignSettings, EnvironmentCheckSettings, PilotExperimentSettings, SmokeTestSettings
 
 SCORING_ENV = {
     "MODEL_NAME": "churn",

@@ -10,10 +10,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA
-from mlops.features import fit_feature_spec, prepare_features
-from mlops.schema import DataSchema
-from mlops.synthetic import SyntheticTelecomGenerator
-from mlops.training import frame_to_columns, labels, prepared_to_frame, read_dataset, train_and_select
+from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset
+from mlops.data.features import fit_feature_spec, prepare_features
+from mlops.data.schema import DataSchema
+from mlops.pilot.synthetic import SyntheticTelecomGenerator
+from mlops.training.selection import train_and_select
 
 pytestmark = pytest.mark.slow
 

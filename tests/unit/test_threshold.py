@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlops.threshold import CURVE_POINTS, ThresholdChoice, choose_threshold
+from mlops.training.threshold import CURVE_POINTS, ThresholdChoice, choose_threshold
 
 VALUE_PER_SAVED_CUSTOMER = 210.0
 OFFER_COST = 50.0

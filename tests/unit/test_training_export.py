@@ -16,9 +16,9 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlops.errors import ArtifactIntegrityError, DataValidationError
-from mlops.export import dump_skops, export_onnx, load_skops, max_probability_difference
-from mlops.features import (
+from mlops.core.errors import ArtifactIntegrityError, DataValidationError
+from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
+from mlops.data.features import (
     FeatureSpec,
     PreparedFeatures,
     fit_feature_spec,
@@ -26,19 +26,12 @@ from mlops.features import (
     prepare_features,
     records_to_columns,
 )
-from mlops.inference import OnnxChurnModel
-from mlops.schema import DataSchema
-from mlops.training import (
-    CANDIDATES,
-    TrainingResult,
-    evaluate,
-    frame_to_columns,
-    labels,
-    prepared_to_frame,
-    read_dataset,
-    split_dataset,
-    train_and_select,
-)
+from mlops.data.schema import DataSchema
+from mlops.serving.onnx_model import OnnxChurnModel
+from mlops.training.candidates import CANDIDATES
+from mlops.training.evaluation import evaluate
+from mlops.training.export import dump_skops, export_onnx, load_skops, max_probability_difference
+from mlops.training.selection import TrainingResult, train_and_select
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY_TOLERANCE = 1e-4

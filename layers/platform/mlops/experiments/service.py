@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
-from mlops.errors import ExperimentConflictError, InvalidRequestError
+from mlops.core.errors import ExperimentConflictError, InvalidRequestError
 from mlops.experiments.analysis import analyse, plan_sample_size
 from mlops.experiments.models import (
     Assignment,

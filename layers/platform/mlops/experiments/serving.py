@@ -15,12 +15,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops.contracts import Prediction
-from mlops.errors import ExperimentUnavailableError
+from mlops.api.contracts import Prediction
+from mlops.core.errors import ExperimentUnavailableError
+from mlops.core.observability import logger
 from mlops.experiments.assignment import Assigner
 from mlops.experiments.models import DecisionPolicy, Experiment, ExperimentStatus
 from mlops.experiments.store import ExperimentStore
-from mlops.observability import logger
 
 SERVICE_CALLS = "number_customer_service_calls"
 SERVICE_CALLS_LIMIT = 3

@@ -15,9 +15,9 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mlops.errors import ExperimentConflictError, ExperimentNotFoundError
+from mlops.core.errors import ExperimentConflictError, ExperimentNotFoundError
+from mlops.core.retries import with_retries
 from mlops.experiments.models import Experiment, ExperimentStatus
-from mlops.retries import with_retries
 
 DEFINITION = "DEFINITION"
 RUNNING = "RUNNING_EXPERIMENT"
@@ -138,7 +138,7 @@ class ExperimentStore:
     def log_exposure(self, experiment_id: str, unit_id: str, variant: str) -> bool:
         """Record the unit's first exposure; False (and nothing written) if it was already exposed.
 
-        Throttling and 5xx are retried (`mlops.retries`): the write is conditional, so a repeat of an attempt that
+        Throttling and 5xx are retried (`mlops.core.retries`): the write is conditional, so a repeat of an attempt that
         did land finds the exposure there and writes nothing. The last error is raised once retries run out.
         """
         item = {

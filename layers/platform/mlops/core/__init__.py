@@ -1,0 +1,1 @@
+"""Cross-cutting foundations: errors, settings, observability, retries, the clock, artifacts in S3."""

@@ -1,0 +1,90 @@
+"""Validated settings of every function, read from the environment the template gives it.
+
+Each handler builds its settings once per execution environment (cold start) through `load_settings`, so a
+missing or malformed variable fails the first invocation loudly instead of a later request obscurely.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _FunctionSettings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+
+class ModelStoreSettings(_FunctionSettings):
+    """Where model versions live: the registry table and the artifact bucket."""
+
+    model_name: str = Field(min_length=1)
+    registry_table: str = Field(min_length=1)
+    artifact_bucket: str = Field(min_length=1)
+
+
+class FeatureLookupSettings(_FunctionSettings):
+    """Where a serving function reads stored features (no table: callers must send every feature)."""
+
+    feature_store_table: str | None = Field(default=None, min_length=1)
+    feature_group: str = Field(default="customer_behavior", min_length=1)
+    feature_group_refresh_seconds: float = Field(default=30.0, ge=0)
+
+
+class AuditSettings(_FunctionSettings):
+    """Where a function appends its audit records (see `mlops.audit.trail`)."""
+
+    audit_table: str = Field(min_length=1)
+
+
+class AuditApiSettings(AuditSettings):
+    """The audit API and the digest job: the table, and the bucket of chained digests."""
+
+    audit_bucket: str = Field(min_length=1)
+
+
+class CaptureSettings(_FunctionSettings):
+    """Where the scoring function captures a sample of its inputs for drift monitoring (no bucket: none)."""
+
+    monitoring_bucket: str | None = Field(default=None, min_length=1)
+    capture_sample_rate: float = Field(default=1.0, ge=0, le=1)
+
+
+class MonitoringSettings(ModelStoreSettings, AuditSettings):
+    """The outcomes API and the scheduled model monitor."""
+
+    monitoring_bucket: str = Field(min_length=1)
+    monitor_window_hours: float = Field(default=24.0, gt=0, le=24 * 31)
+    outcome_lookback_days: float = Field(default=30.0, gt=0, le=366)
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    drift_chi_square_p_value: float = Field(default=0.01, gt=0, lt=1)
+    drift_min_rows: int = Field(default=200, ge=1)
+
+
+class ScoringSettings(ModelStoreSettings, FeatureLookupSettings, AuditSettings, CaptureSettings):
+    model_refresh_seconds: float = Field(default=30.0, ge=0)
+    experiments_table: str | None = Field(
+        default=None, min_length=1, description="Where the running experiment of the model is (none: no A/B test)."
+    )
+
+
+class FeaturesApiSettings(FeatureLookupSettings, AuditSettings):
+    feature_store_table: str = Field(min_length=1)
+
+
+class AuditedModelStoreSettings(ModelStoreSettings, AuditSettings):
+    """Steps that change a model version's status (register, deploy, roll back) and audit it."""
+
+
+class ExperimentsSettings(_FunctionSettings):
+    """The experiments API and the pilot's experiment step."""
+
+    model_name: str = Field(min_length=1)
+    experiments_table: str = Field(min_length=1)
+
+
+class AuditedExperimentsSettings(ExperimentsSettings, AuditSettings):
+    """The experiments API, which audits creations and stops."""
+
+
+def load_settings[SettingsT: _FunctionSettings](settings_type: type[SettingsT]) -> SettingsT:
+    return settings_type()  # type: ignore[call-arg]  # values come from the environment

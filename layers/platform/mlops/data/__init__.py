@@ -1,0 +1,1 @@
+"""Data sets: the schema, reading files, and the one feature-preparation path."""

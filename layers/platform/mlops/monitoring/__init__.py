@@ -1,0 +1,1 @@
+"""Monitoring: inference capture and outcomes, drift, the scheduled monitor."""

@@ -1,0 +1,199 @@
+"""The scheduled model monitor: drift of captured inputs against the training baseline, and accuracy on logged
+outcomes joined with the audited predictions (`run_monitor`); its report is stored under `monitoring/<model>/`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlops.audit.trail import AuditEventType, query_audit
+from mlops.core.artifacts import ArtifactStore
+from mlops.data.features import FeatureSpec
+from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog, utc
+from mlops.monitoring.drift import DriftBaseline, DriftReport, DriftThresholds, columns_from_records, detect_drift
+from mlops.registry.store import ModelRegistry
+
+REPORTS_PREFIX = "monitoring"
+MIN_OUTCOMES_FOR_ACCURACY = 50
+AUDIT_PAGE = 500
+MAX_WINDOW_HOURS = 24 * 31
+
+
+# ------------------------------------------------------------------------------------------------ accuracy
+class AccuracyReport(BaseModel):
+    """The model's own decisions (probability >= its threshold, whatever variant was served) against outcomes."""
+
+    outcomes: int
+    matched: int = Field(description="Outcomes with a prediction for the same customer before them.")
+    sufficient_data: bool
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    confusion_matrix: dict[str, int] | None = None
+
+
+def audited_predictions(
+    audit_table: str, dynamodb_client: Any, since: dt.datetime, until: dt.datetime
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(occurred_at, prediction) for every audited prediction in the span, single or batched records."""
+    token = None
+    while True:
+        page = query_audit(
+            audit_table,
+            dynamodb_client,
+            event_type=AuditEventType.PREDICTION,
+            since=since,
+            until=until,
+            limit=AUDIT_PAGE,
+            page_token=token,
+        )
+        for record in page.records:
+            details = record.event.details
+            entries = details.get("predictions", [details])
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict):
+                    yield record.event.occurred_at, entry
+        token = page.next_page_token
+        if token is None:
+            return
+
+
+def measure_accuracy(
+    outcomes: Sequence[Outcome], predictions: Iterator[tuple[str, dict[str, Any]]], model_version: str | None = None
+) -> AccuracyReport:
+    """Join each outcome with the latest prediction for its customer made before it was observed."""
+    by_customer: dict[str, list[tuple[dt.datetime, dict[str, Any]]]] = {}
+    for occurred_at, entry in predictions:
+        if model_version is None or entry.get("model_version") == model_version:
+            by_customer.setdefault(str(entry.get("customer_id")), []).append(
+                (dt.datetime.fromisoformat(occurred_at), entry)
+            )
+    pairs = []
+    for outcome in outcomes:
+        before = [p for p in by_customer.get(outcome.customer_id, []) if p[0] <= utc(outcome.observed_at)]
+        if before:
+            entry = max(before, key=lambda p: p[0])[1]
+            pairs.append((float(entry["churn_probability"]) >= float(entry["threshold"]), outcome.churned))
+    if len(pairs) < MIN_OUTCOMES_FOR_ACCURACY:
+        return AccuracyReport(outcomes=len(outcomes), matched=len(pairs), sufficient_data=False)
+    predicted, actual = (np.array(side, dtype=bool) for side in zip(*pairs, strict=True))
+    tp, fp = int((predicted & actual).sum()), int((predicted & ~actual).sum())
+    fn, tn = int((~predicted & actual).sum()), int((~predicted & ~actual).sum())
+    return AccuracyReport(
+        outcomes=len(outcomes),
+        matched=len(pairs),
+        sufficient_data=True,
+        accuracy=round((tp + tn) / len(pairs), 6),
+        precision=round(tp / (tp + fp), 6) if tp + fp else 0.0,
+        recall=round(tp / (tp + fn), 6) if tp + fn else 0.0,
+        confusion_matrix={"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the monitor
+class MonitorRequest(BaseModel):
+    """The scheduled event (EventBridge: no fields) or a direct invoke. The window ends at `until` (default now)
+    and starts at `since`, or `window_hours` before its end (default: the function's MONITOR_WINDOW_HOURS)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    window_hours: float | None = Field(default=None, gt=0, le=MAX_WINDOW_HOURS)
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MonitorRequest:
+        if self.since is not None:
+            end = utc(self.until)
+            if not utc(self.since) < end:
+                raise ValueError("since must be before until")
+            if end - utc(self.since) > dt.timedelta(hours=MAX_WINDOW_HOURS):
+                raise ValueError(f"the window may span at most {MAX_WINDOW_HOURS} hours")
+        return self
+
+    def window(self, default_hours: float) -> tuple[dt.datetime, dt.datetime]:
+        end = utc(self.until)
+        start = utc(self.since) if self.since else end - dt.timedelta(hours=self.window_hours or default_hours)
+        return start, end
+
+
+class MonitoringReport(BaseModel):
+    model_name: str
+    model_version: str | None
+    generated_at: dt.datetime
+    window_start: dt.datetime
+    window_end: dt.datetime
+    captured_rows: int
+    drift: DriftReport | None = Field(description="None: no production model or no baseline stored with it.")
+    accuracy: AccuracyReport
+    report_key: str | None = None
+
+
+def run_monitor(
+    *,
+    model_name: str,
+    registry: ModelRegistry,
+    artifacts: ArtifactStore,
+    capture: InferenceCapture,
+    outcomes: OutcomeLog,
+    predictions: Callable[[dt.datetime, dt.datetime], Iterator[tuple[str, dict[str, Any]]]],
+    window: tuple[dt.datetime, dt.datetime],
+    outcome_lookback: dt.timedelta,
+    thresholds: DriftThresholds,
+) -> MonitoringReport:
+    """Drift of the production model's inputs captured in `window` (start, end), and its accuracy on the
+    outcomes logged in `window`, joined with the predictions made up to `outcome_lookback` before it."""
+    start, end = window
+    alias = registry.get_production(model_name)
+    version = alias.version if alias else None
+    production = registry.get(model_name, version) if version else None
+    rows = capture.read(start, end, model_version=version) if version else []
+    drift = None
+    if production is not None and "drift_baseline" in production.artifacts:
+        baseline = DriftBaseline.model_validate_json(artifacts.get_verified(production.artifacts["drift_baseline"]))
+        spec = FeatureSpec.model_validate_json(artifacts.get_verified(production.artifacts["feature_spec"]))
+        columns, scores = columns_from_records(rows, spec.data_schema)
+        drift = detect_drift(baseline, columns, scores, thresholds)
+    logged = outcomes.read(start, end)
+    accuracy = (
+        measure_accuracy(logged, predictions(start - outcome_lookback, end), version)
+        if logged
+        else AccuracyReport(outcomes=0, matched=0, sufficient_data=False)
+    )
+    return MonitoringReport(
+        model_name=model_name,
+        model_version=version,
+        generated_at=utc(),
+        window_start=start,
+        window_end=end,
+        captured_rows=len(rows),
+        drift=drift,
+        accuracy=accuracy,
+    )
+
+
+def store_report(reports: Any, bucket: str, report: MonitoringReport) -> MonitoringReport:
+    """Keep every report (by time) and the latest one at a fixed key."""
+    prefix = f"{REPORTS_PREFIX}/{report.model_name}"
+    key = f"{prefix}/reports/{report.generated_at:%Y/%m/%d/%H%M%S}.json"
+    stored = report.model_copy(update={"report_key": key})
+    body = stored.model_dump_json(indent=2).encode()
+    for target in (key, f"{prefix}/latest.json"):
+        reports.put_object(Bucket=bucket, Key=target, Body=body, ContentType="application/json")
+    return stored
+
+
+def latest_report(s3_client: Any, bucket: str, model_name: str) -> MonitoringReport | None:
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=f"{REPORTS_PREFIX}/{model_name}/latest.json")["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+            return None
+        raise
+    return MonitoringReport.model_validate_json(body)

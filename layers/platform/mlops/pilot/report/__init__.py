@@ -1,0 +1,1 @@
+"""The pilot report: one self-contained HTML page."""

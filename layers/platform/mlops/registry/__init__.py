@@ -1,0 +1,1 @@
+"""The model registry: versions and the production alias, approval, the model card."""

@@ -1,0 +1,1 @@
+"""Serving: the ONNX model, online scoring, explanations, batch scoring."""

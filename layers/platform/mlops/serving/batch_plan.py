@@ -1,0 +1,140 @@
+"""Batch scoring beyond one machine: a large CSV in S3 split into byte-range chunks at row boundaries.
+
+The batch-scoring state machine plans the chunks (`plan_chunks`), scores each in its own Lambda through a
+Step Functions Distributed Map (`mlops.serving.batch.score_chunk`) and joins the scored parts in plan order
+(`join_parts`), so the output equals `make score` on the same file. Only boto3 and pydantic here: planning and
+joining run in small functions; scoring needs pandas and the model.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops.core.errors import DataValidationError
+
+_PROBE_BYTES = 64 * 1024  # read this far past a cut to find the end of its row
+_MIN_COPY_PART = 5 * 1024 * 1024  # S3's smallest multipart part (all but the last)
+
+
+class BatchScoringRequest(BaseModel):
+    """The input of a batch-scoring execution (events/batch_scoring.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_key: str = Field(min_length=1, description="CSV of customers in the data bucket (a header row first).")
+    output_key: str = Field(min_length=1, description="Where the scores go in the data bucket.")
+    chunk_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Target size of one chunk.")
+
+
+class ChunkPlan(BaseModel):
+    index: int = Field(ge=0)
+    start_byte: int = Field(ge=0)
+    end_byte: int = Field(ge=0, description="Inclusive: the chunk ends with a full row.")
+
+
+class BatchPlan(BaseModel):
+    run_id: str
+    bucket: str
+    input_key: str
+    output_key: str
+    header: str = Field(description="The CSV header row, given to every chunk.")
+    model_version: str = Field(description="Every chunk is scored by this version, even if production moves.")
+    manifest_key: str = Field(description="JSON list of the chunks (the Distributed Map's item reader).")
+    parts_prefix: str
+    chunks: int
+
+
+def part_key(plan: BatchPlan, index: int) -> str:
+    return f"{plan.parts_prefix}part-{index:05d}.csv"
+
+
+def plan_chunks(
+    s3: Any, bucket: str, request: BatchScoringRequest, run_id: str, model_version: str, work_prefix: str
+) -> BatchPlan:
+    """Cut the file into chunks of about `chunk_bytes`, each ending at a row boundary (no row holds a newline
+    inside quotes: the data sets are plain CSV), and write the manifest the Map reads."""
+    size = s3.head_object(Bucket=bucket, Key=request.input_key)["ContentLength"]
+    first = _read(s3, bucket, request.input_key, 0, min(size, _PROBE_BYTES) - 1)
+    if b"\n" not in first:
+        raise DataValidationError(field="input_key", message="no header row ending with a newline in the first 64 KiB")
+    header_end = first.index(b"\n")
+    chunks: list[ChunkPlan] = []
+    start = header_end + 1
+    while start < size:
+        end = min(start + request.chunk_bytes, size) - 1
+        if end < size - 1:
+            probe = _read(s3, bucket, request.input_key, end, min(end + _PROBE_BYTES, size) - 1)
+            newline = probe.find(b"\n")
+            end = size - 1 if newline < 0 else end + newline
+        chunks.append(ChunkPlan(index=len(chunks), start_byte=start, end_byte=end))
+        start = end + 1
+    prefix = f"{work_prefix}/{run_id}"
+    plan = BatchPlan(
+        run_id=run_id,
+        bucket=bucket,
+        input_key=request.input_key,
+        output_key=request.output_key,
+        header=first[:header_end].decode("utf-8").rstrip("\r"),
+        model_version=model_version,
+        manifest_key=f"{prefix}/manifest.json",
+        parts_prefix=f"{prefix}/parts/",
+        chunks=len(chunks),
+    )
+    manifest = json.dumps([chunk.model_dump() for chunk in chunks]).encode()
+    s3.put_object(Bucket=bucket, Key=plan.manifest_key, Body=manifest, ContentType="application/json")
+    return plan
+
+
+def join_parts(s3: Any, plan: BatchPlan) -> int:
+    """Concatenate the scored parts in plan order into the output (only part 0 carries the header); a missing
+    part fails the run, whatever the Map reported. Parts of at least 5 MiB are joined inside S3 (a multipart
+    upload copying each part), so a 100-million-row output never passes through the function; smaller
+    outputs are joined in memory. Returns the number of scored rows, which each part records."""
+    parts = []
+    for index in range(plan.chunks):
+        try:
+            parts.append(s3.head_object(Bucket=plan.bucket, Key=part_key(plan, index)))
+        except s3.exceptions.ClientError:
+            raise DataValidationError(
+                field="chunks", message=f"chunk {index} of {plan.chunks} was not scored"
+            ) from None
+    rows = sum(int(part["Metadata"]["rows"]) for part in parts)
+    if all(part["ContentLength"] >= _MIN_COPY_PART for part in parts[:-1]) and len(parts) > 1:
+        _copy_in_order(s3, plan)
+    else:
+        body = b"".join(
+            s3.get_object(Bucket=plan.bucket, Key=part_key(plan, i))["Body"].read() for i in range(plan.chunks)
+        )
+        s3.put_object(Bucket=plan.bucket, Key=plan.output_key, Body=body, ContentType="text/csv")
+    return rows
+
+
+def _copy_in_order(s3: Any, plan: BatchPlan) -> None:
+    upload = s3.create_multipart_upload(Bucket=plan.bucket, Key=plan.output_key, ContentType="text/csv")
+    try:
+        etags = [
+            s3.upload_part_copy(
+                Bucket=plan.bucket,
+                Key=plan.output_key,
+                UploadId=upload["UploadId"],
+                PartNumber=index + 1,
+                CopySource={"Bucket": plan.bucket, "Key": part_key(plan, index)},
+            )["CopyPartResult"]["ETag"]
+            for index in range(plan.chunks)
+        ]
+        s3.complete_multipart_upload(
+            Bucket=plan.bucket,
+            Key=plan.output_key,
+            UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": n + 1} for n, etag in enumerate(etags)]},
+        )
+    except Exception:
+        s3.abort_multipart_upload(Bucket=plan.bucket, Key=plan.output_key, UploadId=upload["UploadId"])
+        raise
+
+
+def _read(s3: Any, bucket: str, key: str, first: int, last: int) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}")["Body"].read()

@@ -1,0 +1,1 @@
+"""Training: candidate models, cross-validated selection, evaluation, ONNX export, the decision threshold."""
