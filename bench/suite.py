@@ -60,7 +60,8 @@ from mlops.pilot.payloads import api_gateway_event  # noqa: E402
 from mlops.training.export import load_skops  # noqa: E402
 
 # mlops.serving.batch and mlops.serving.scoring are imported where they are used: they create the functions'
-# logger, which writes to whatever sys.stdout is at that moment, and the functions' logs belong in the pilot's lambda.log.
+# logger, which writes to whatever sys.stdout is at that moment, and the functions' logs belong in the pilot's
+# lambda.log.
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 WORK_DIR = PROJECT_ROOT / "out" / "bench"  # out/ is git-ignored: the pilot's output, synthetic data, scores
