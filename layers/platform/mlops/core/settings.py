@@ -10,11 +10,11 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class _FunctionSettings(BaseSettings):
+class FunctionSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
 
-class ModelStoreSettings(_FunctionSettings):
+class ModelStoreSettings(FunctionSettings):
     """Where model versions live: the registry table and the artifact bucket."""
 
     model_name: str = Field(min_length=1)
@@ -22,7 +22,7 @@ class ModelStoreSettings(_FunctionSettings):
     artifact_bucket: str = Field(min_length=1)
 
 
-class FeatureLookupSettings(_FunctionSettings):
+class FeatureLookupSettings(FunctionSettings):
     """Where a serving function reads stored features (no table: callers must send every feature)."""
 
     feature_store_table: str | None = Field(default=None, min_length=1)
@@ -30,7 +30,7 @@ class FeatureLookupSettings(_FunctionSettings):
     feature_group_refresh_seconds: float = Field(default=30.0, ge=0)
 
 
-class AuditSettings(_FunctionSettings):
+class AuditSettings(FunctionSettings):
     """Where a function appends its audit records (see `mlops.audit.trail`)."""
 
     audit_table: str = Field(min_length=1)
@@ -42,7 +42,7 @@ class AuditApiSettings(AuditSettings):
     audit_bucket: str = Field(min_length=1)
 
 
-class CaptureSettings(_FunctionSettings):
+class CaptureSettings(FunctionSettings):
     """Where the scoring function captures a sample of its inputs for drift monitoring (no bucket: none)."""
 
     monitoring_bucket: str | None = Field(default=None, min_length=1)
@@ -75,7 +75,7 @@ class AuditedModelStoreSettings(ModelStoreSettings, AuditSettings):
     """Steps that change a model version's status (register, deploy, roll back) and audit it."""
 
 
-class ExperimentsSettings(_FunctionSettings):
+class ExperimentsSettings(FunctionSettings):
     """The experiments API and the pilot's experiment step."""
 
     model_name: str = Field(min_length=1)
@@ -86,5 +86,5 @@ class AuditedExperimentsSettings(ExperimentsSettings, AuditSettings):
     """The experiments API, which audits creations and stops."""
 
 
-def load_settings[SettingsT: _FunctionSettings](settings_type: type[SettingsT]) -> SettingsT:
+def load_settings[SettingsT: FunctionSettings](settings_type: type[SettingsT]) -> SettingsT:
     return settings_type()  # type: ignore[call-arg]  # values come from the environment
