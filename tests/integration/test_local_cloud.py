@@ -131,7 +131,7 @@ def test_real_template_deploys() -> None:
             assert spec.environment["ARTIFACT_BUCKET"] == stack.physical_id("ArtifactBucket")
             assert all(isinstance(v, str) and "Ref" not in v for v in spec.environment.values()), spec
         assert stack.functions["TrainFunction"].module_file == PROJECT_ROOT / "functions/pipeline/train.py"
-        assert stack.functions["TrainFunction"].handler_name == "train"
+        assert stack.functions["TrainFunction"].handler_name == "handler"
         # And the pilot state machine exists with nothing left to substitute
         definition = boto3.client("stepfunctions").describe_state_machine(
             stateMachineArn=stack.state_machine_arn("PilotStateMachine")
