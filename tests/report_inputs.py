@@ -29,7 +29,7 @@ from mlops.data.dataset import labels, read_dataset, split_dataset
 from mlops.data.schema import DataSchema
 from mlops.monitoring.drift import DriftReport, DriftThresholds, FeatureDrift
 from mlops.pilot.payloads import CampaignReport, CriteriaReport, Criterion, LatencySummary
-from mlops.pilot.report.render import ReportInputs
+from mlops.pilot.report.inputs import ReportInputs
 from mlops.training.threshold import choose_threshold
 
 # The report's sections and figures (`data-section` / `data-figure` names), in page order.

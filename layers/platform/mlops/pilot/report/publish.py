@@ -17,7 +17,8 @@ from mlops.data.dataset import frame_to_columns, labels, read_dataset
 from mlops.data.features import FeatureSpec, PreparedFeatures
 from mlops.monitoring.monitor import MonitoringReport
 from mlops.pilot.payloads import StepRequest, run_prefix
-from mlops.pilot.report.render import ReportInputs, render_report
+from mlops.pilot.report.inputs import ReportInputs
+from mlops.pilot.report.render import render_report
 from mlops.registry.model_card import ModelCard
 from mlops.serving.explain import TreeShapExplainer
 from mlops.serving.onnx_model import OnnxChurnModel
