@@ -12,8 +12,12 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 RUN := PYTHONPATH=local:layers/platform $(PY)
 ARGS ?=
 export SAM_CLI_TELEMETRY := 0
+.DEFAULT_GOAL := help
 
-.PHONY: venv browser security pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean openapi fuzz sam-local-check
+help:  ## list the targets with their one-line descriptions
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z0-9-]*:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: help venv browser security pilot serve score test test-unit test-integration test-e2e lint format build events bench bench-explain bench-features clean openapi fuzz sam-local-check
 
 $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.txt layers/serving/requirements.txt \
 		layers/stats/requirements.txt functions/pipeline/requirements.txt
@@ -22,7 +26,7 @@ $(INSTALLED): requirements-dev.txt constraints.txt layers/platform/requirements.
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
-venv: $(INSTALLED)
+venv: $(INSTALLED)  ## create .venv with Python 3.13 and install the pinned requirements (every target does it first)
 
 browser:  ## Debian's chromium for the pilot report's browser test (tests/integration/test_report_browser.py)
 	@command -v chromium >/dev/null || { \
@@ -53,22 +57,22 @@ score: $(INSTALLED)  ## make score ARGS="--model-dir out/pilot/model --input dat
 test: $(INSTALLED) browser  ## every suite: unit, integration (moto), end to end (whole pilot); installs chromium for the report test
 	$(PY) -m pytest tests -q
 
-test-unit: $(INSTALLED)
+test-unit: $(INSTALLED)  ## the unit suite only
 	$(PY) -m pytest tests/unit -q
 
-test-integration: $(INSTALLED) browser
+test-integration: $(INSTALLED) browser  ## the integration suite only (the template deployed into moto)
 	$(PY) -m pytest tests/integration -q
 
-test-e2e: $(INSTALLED)
+test-e2e: $(INSTALLED)  ## the end-to-end suite only (whole pilot runs)
 	$(PY) -m pytest tests/e2e -q
 
-lint: $(INSTALLED) $(SAM)
+lint: $(INSTALLED) $(SAM)  ## ruff (lint and format check), cfn-lint and sam validate --lint
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 
-format: $(INSTALLED)
+format: $(INSTALLED)  ## ruff format and ruff check --fix
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
@@ -78,7 +82,7 @@ build: $(INSTALLED) $(SAM)  ## sam build of the zip functions and the layer, wit
 sam-local-check: $(INSTALLED) $(SAM)  ## sam local invoke of the scoring function with events/, in Docker (installs docker.io + debootstrap, starts and stops its own dockerd)
 	PATH="$(dir $(PY313)):$$PATH" .ci/sam_local/run.sh $(PY) $(SAM)
 
-clean:
+clean:  ## remove .aws-sam, out and the pytest cache
 	rm -rf .aws-sam out .pytest_cache
 
 openapi: $(INSTALLED)  ## regenerate docs/openapi.json from the handlers' pydantic models (tests/unit/test_openapi.py checks it)
