@@ -1,25 +1,21 @@
-"""Audit API and digest job: GET /audit, GET /audit/verify, and the scheduled chained digest to S3."""
+"""Audit API: GET /audit (records across every chain) and GET /audit/verify (every chain against its digests)."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
-import boto3
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.api.rest import create_rest_app, resolve_json_api
-from mlops.audit.trail import AuditIntegrityError, AuditPage, AuditTrail, AuditVerification, query_audit, verify_chains
-from mlops.core.observability import MetricUnit, instrumented_handler, logger, metrics
-from mlops.core.settings import AuditApiSettings, load_settings
+from mlops.audit.queries import AuditPage, query_audit
+from mlops.audit.verification import AuditVerification, verify_chains
+from mlops.core.observability import MetricUnit, instrumented_handler, metrics
+from mlops.core.settings import AuditApiSettings
+from mlops.wiring import Wiring
 
 app = create_rest_app()
-
-
-@cache
-def _settings() -> AuditApiSettings:
-    return load_settings(AuditApiSettings)
+wiring = Wiring(AuditApiSettings)
 
 
 @app.get("/audit")
@@ -32,8 +28,8 @@ def list_audit_records(
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
 ) -> AuditPage:
     return query_audit(
-        _settings().audit_table,
-        boto3.client("dynamodb"),
+        wiring.settings.audit_table,
+        wiring.dynamodb,
         event_type=event_type,
         entity=entity,
         since=since,
@@ -46,8 +42,8 @@ def list_audit_records(
 @app.get("/audit/verify")
 def verify() -> AuditVerification:
     """Walk every chain and check it against its digests; reports the first broken link."""
-    settings = _settings()
-    result = verify_chains(settings.audit_table, boto3.client("dynamodb"), boto3.client("s3"), settings.audit_bucket)
+    settings = wiring.settings
+    result = verify_chains(settings.audit_table, wiring.dynamodb, wiring.s3, settings.audit_bucket)
     metrics.add_metric(name="AuditChainBroken", unit=MetricUnit.Count, value=int(not result.valid))
     return result
 
@@ -57,23 +53,3 @@ def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 handler = instrumented_handler(_resolve, api=True)
-
-
-@instrumented_handler
-def write_digests(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Scheduled: pin each chain's newest record hash in a digest chained to the previous one (S3)."""
-    settings = _settings()
-    dynamodb, s3 = boto3.client("dynamodb"), boto3.client("s3")
-    written, refused = [], []
-    for chain in AuditTrail.chains(settings.audit_table, dynamodb):
-        trail = AuditTrail(settings.audit_table, dynamodb, chain=chain)
-        if trail.head()[0] == 0:
-            continue  # nothing to pin yet
-        try:
-            written.append(trail.write_digest(s3, settings.audit_bucket).key)
-        except AuditIntegrityError as error:  # never vouch for a broken chain; keep digesting the others
-            logger.error("Audit chain broken: no digest written", extra={"chain": chain, "reason": error.message})
-            refused.append(chain)
-    metrics.add_metric(name="AuditChainBroken", unit=MetricUnit.Count, value=len(refused))
-    logger.info("Audit digests written", extra={"digests": len(written), "refused": len(refused)})
-    return {"digests": written, "refused": refused}

@@ -11,8 +11,9 @@ from moto import mock_aws
 
 from helpers import load_template
 from mlops.core.artifacts import ArtifactRef
+from mlops.core.clock import utc_now
 from mlops.core.errors import DeploymentConflictError, InvalidTransitionError, ModelNotFoundError
-from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, utc_now
+from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion
 
 MODEL = "churn"
 

@@ -1,1 +1,7 @@
-"""The tamper-evident audit trail and what each component writes to it."""
+"""The tamper-evident audit trail and what each component writes to it.
+
+Append-only, hash-chained logs on DynamoDB with periodic digests in S3: the events and their sealed records
+(`records`), the table they are stored in (`table`), appending to a chain (`trail`), where a chain breaks
+(`integrity`), verifying chains (`verification`), the digests in S3 (`digests`), queries across chains (`queries`),
+and the events each component writes (`events`).
+"""

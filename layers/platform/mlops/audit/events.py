@@ -7,12 +7,13 @@ SHA-256 of their canonical JSON (`Prediction.input_sha256`), which proves what w
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlops.api.contracts import Prediction
-from mlops.audit.trail import AuditEvent, AuditEventType, AuditTrail, writer_chain
+from mlops.audit.records import AuditEvent, AuditEventType
+from mlops.audit.trail import AuditTrail, writer_chain
+from mlops.core.canonical_json import canonical_dumps
 
 PREDICTIONS_PER_RECORD = 100
 """A batch's predictions are audited in records of at most this many (each well under the 64 KiB event cap)."""
@@ -25,7 +26,8 @@ def audit_trail(table_name: str, dynamodb_client: Any, writer: str) -> AuditTrai
 
 def input_sha256(features: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the feature values a model scored."""
-    canonical = json.dumps(dict(features), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    # Feature values may be NaN or not JSON at all (a date): kept hashable as they have always been hashed.
+    canonical = canonical_dumps(dict(features), allow_nan=True, default=str)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

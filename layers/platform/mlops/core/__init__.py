@@ -1,1 +1,1 @@
-"""Cross-cutting foundations: errors, settings, observability, retries, the clock, artifacts in S3."""
+"""Cross-cutting foundations: errors, settings, observability, retries, the clock, canonical JSON, artifacts in S3."""

@@ -11,10 +11,10 @@ Metric names and unit ids cannot contain `#`, so the keys parse unambiguously.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from mlops.core.clock import utc_now
 from mlops.core.errors import ExperimentConflictError, ExperimentNotFoundError
 from mlops.core.retries import with_retries
 from mlops.experiments.models import Experiment, ExperimentStatus
@@ -24,10 +24,6 @@ RUNNING = "RUNNING_EXPERIMENT"
 _EXPOSURE = "EXPOSURE#"
 _OUTCOME = "OUTCOME#"
 _BATCH_WRITE_LIMIT = 25
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _experiment_pk(experiment_id: str) -> dict[str, Any]:

@@ -11,21 +11,17 @@ One table, keyed `pk = MODEL#<name>`:
 
 from __future__ import annotations
 
-import datetime as dt
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.core.artifacts import ArtifactRef
+from mlops.core.clock import utc_now
 from mlops.core.errors import DeploymentConflictError, InvalidTransitionError, ModelNotFoundError
 
 PRODUCTION_ALIAS = "ALIAS#production"
 _VERSION_PREFIX = "VERSION#"
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ModelStatus(StrEnum):
