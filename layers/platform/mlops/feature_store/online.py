@@ -33,7 +33,7 @@ from mlops.core.errors import (
     FeatureValidationError,
     InvalidRequestError,
 )
-from mlops.core.retries import with_retries
+from mlops.core.retries import backoff_delay, sleep, with_retries
 from mlops.data.schema import DataSchema
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ class OnlineFeatureStore:
         items: list[dict[str, Any]] = []
         for attempt in range(max_attempts):
             if attempt:
-                time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
+                sleep(backoff_delay(attempt))
             try:
                 # throttling and 5xx are retried here; unprocessed keys by this loop
                 response = with_retries(lambda pending=request: self._ddb.batch_get_item(RequestItems=pending))

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import stats
 
+from mlops.core.clock import utc
 from mlops.data.features import Columns
 from mlops.data.schema import DataSchema
 
@@ -136,7 +137,7 @@ def build_baseline(
     if rows == 0 or scores.size == 0:
         raise ValueError("a baseline needs at least one training row and one score")
     return DriftBaseline(
-        created_at=created_at or dt.datetime.now(dt.UTC),
+        created_at=created_at or utc(),
         rows=rows,
         numeric={name: _numeric_baseline(columns[name], bins) for name in schema.numerical},
         categorical={name: _categorical_baseline(columns[name]) for name in schema.categorical},

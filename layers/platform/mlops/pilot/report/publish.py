@@ -6,13 +6,13 @@ graph (what serving answers), the example explanation from the same TreeSHAP exp
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from typing import Any
 
 import numpy as np
 
 from mlops.core.artifacts import ArtifactRef, ArtifactStore
+from mlops.core.clock import utc
 from mlops.data.dataset import frame_to_columns, labels, read_dataset
 from mlops.data.features import FeatureSpec, PreparedFeatures
 from mlops.monitoring.monitor import MonitoringReport
@@ -44,7 +44,7 @@ def build_report_inputs(request: StepRequest, artifacts: ArtifactStore, model_na
         model_name=model_name,
         model_version=registration.model_version,
         execution_name=request.execution_name,
-        generated_at=dt.datetime.now(dt.UTC),
+        generated_at=utc(),
         criteria=request.require(pilot.criteria, "criteria"),
         test_labels=[int(v) for v in labels(test, spec.data_schema)],
         test_probabilities=[float(p) for p in probabilities],
