@@ -19,6 +19,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Scheduled: a digest of every chain; a broken chain is refused (and counted), the others still digested."""
     settings = wiring.settings
     run = write_digests(settings.audit_table, wiring.dynamodb, wiring.s3, settings.audit_bucket)
+    for chain, reason in run.refusals.items():
+        logger.error("Audit chain broken: no digest written", extra={"chain": chain, "reason": reason})
     metrics.add_metric(name="AuditChainBroken", unit=MetricUnit.Count, value=len(run.refused))
     logger.info("Audit digests written", extra={"digests": len(run.written), "refused": len(run.refused)})
     return {"digests": run.written, "refused": run.refused}

@@ -26,7 +26,6 @@ from mlops.core import retries
 from mlops.core.canonical_json import canonical_dumps
 from mlops.core.clock import timestamp_at
 from mlops.core.errors import AuditIntegrityError, InvalidRequestError
-from mlops.core.observability import logger
 
 DEFAULT_DIGEST_PREFIX = "audit-digests"
 
@@ -57,7 +56,11 @@ class DigestRun(BaseModel):
     """What one run of the digest job did: the digests it wrote (their keys) and the broken chains it refused."""
 
     written: list[str] = Field(default_factory=list)
-    refused: list[str] = Field(default_factory=list)
+    refusals: dict[str, str] = Field(default_factory=dict, description="refused chain -> why it is broken")
+
+    @property
+    def refused(self) -> list[str]:
+        return list(self.refusals)
 
 
 def write_digests(
@@ -71,8 +74,8 @@ def write_digests(
     max_attempts: int = 5,
     sleep: Callable[[float], None] = retries.sleep,
 ) -> DigestRun:
-    """A digest of every registered chain that has records; a broken chain is refused (and logged), the others
-    are still digested."""
+    """A digest of every registered chain that has records; a broken chain is refused (with the reason), the
+    others are still digested."""
     dynamo = RetryingDynamoDB(dynamodb_client, max_attempts, sleep)
     run = DigestRun()
     for name in registered_chains(table_name, dynamo):
@@ -82,8 +85,7 @@ def write_digests(
         try:
             run.written.append(write_digest(chain, s3_client, bucket, prefix, clock=clock).key)
         except AuditIntegrityError as error:  # never vouch for a broken chain; keep digesting the others
-            logger.error("Audit chain broken: no digest written", extra={"chain": name, "reason": error.message})
-            run.refused.append(name)
+            run.refusals[name] = error.message
     return run
 
 

@@ -29,9 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mlops.audit import digests, verification
 from mlops.audit.digests import DEFAULT_DIGEST_PREFIX, DigestRef
 
-# AuditEventType is not used here: functions/ and mlops.registry.approval still import it from this module
-# (transitional, until they import it from mlops.audit.records).
-from mlops.audit.records import AuditEvent, AuditEventType, AuditRecord, seal  # noqa: F401
+from mlops.audit.records import AuditEvent, AuditRecord, seal
 from mlops.audit.table import (
     CONDITION_FAILED,
     HEAD_SK,
