@@ -28,7 +28,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.audit import digests, verification
 from mlops.audit.digests import DEFAULT_DIGEST_PREFIX, DigestRef
-
 from mlops.audit.records import AuditEvent, AuditRecord, seal
 from mlops.audit.table import (
     CONDITION_FAILED,
