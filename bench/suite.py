@@ -56,7 +56,7 @@ from mlops.api.contracts import PredictRequest  # noqa: E402
 from mlops.data.dataset import frame_to_columns, prepared_to_frame, read_dataset, split_dataset  # noqa: E402
 from mlops.data.features import prepare_features, records_to_columns  # noqa: E402
 from mlops.data.schema import DataSchema  # noqa: E402
-from mlops.pilot.payloads import api_gateway_event  # noqa: E402
+from mlops.pilot.lambda_api import api_gateway_event  # noqa: E402
 from mlops.training.export import load_skops  # noqa: E402
 
 # mlops.serving.batch and mlops.serving.scoring are imported where they are used: they create the functions'

@@ -7,7 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.core.observability import instrumented_handler, logger
-from mlops.pilot.payloads import CriteriaRequest, evaluate_success_criteria
+from mlops.pilot.criteria import evaluate_success_criteria
+from mlops.pilot.payloads import CriteriaRequest
 
 
 @instrumented_handler

@@ -402,7 +402,7 @@ def test_a_failing_smoke_test_rolls_production_back_to_the_previous_model(
     def failing_summary(latencies: Any) -> Any:
         raise RuntimeError("injected: smoke test failure")
 
-    monkeypatch.setattr("mlops.pilot.payloads.summarise_latency", failing_summary)
+    monkeypatch.setattr("mlops.pilot.smoke_test.summarise_latency", failing_summary)
     result = start_pilot(platform)
 
     # Then it deployed, rolled back, and production serves the previous version again

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from browser import open_in_chromium
-from report_inputs import FIGURES, build_report_inputs
 
 from mlops.pilot.report.render import write_report
+from report_inputs import FIGURES, build_report_inputs
 
 
 def test_every_figure_loads_in_chromium(chromium: Path, tmp_path: Path) -> None:

@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 
 from mlops.api.contracts import MAX_BATCH_RECORDS
+from mlops.audit.events import experiment_event
+from mlops.audit.records import AuditEventType
+from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactStore
+from mlops.core.clock import utc_now
 from mlops.core.errors import ExperimentNotFoundError, InvalidRequestError
 from mlops.core.observability import logger
 from mlops.data.schema import DataSchema
@@ -42,7 +46,8 @@ from mlops.experiments.models import (
 from mlops.experiments.service import new_experiment
 from mlops.experiments.serving import SERVICE_CALLS
 from mlops.experiments.statistics import compare_means
-from mlops.experiments.store import ExperimentStore, utc_now
+from mlops.experiments.store import ExperimentStore
+from mlops.pilot.lambda_api import api_gateway_event
 from mlops.pilot.payloads import (
     BusinessImpact,
     CampaignAssumptions,
@@ -51,7 +56,6 @@ from mlops.pilot.payloads import (
     MeasuredImpact,
     StepRequest,
     VariantOutcome,
-    api_gateway_event,
 )
 
 BASELINE = "baseline"
@@ -104,9 +108,10 @@ def pilot_experiment_request(request: StepRequest, model_name: str, schema: Data
 
 
 def start_pilot_experiment(
-    request: StepRequest, artifacts: ArtifactStore, store: ExperimentStore, model_name: str
+    request: StepRequest, artifacts: ArtifactStore, store: ExperimentStore, trail: AuditTrail, model_name: str
 ) -> ExperimentStartReport:
     """Start the experiment on the newly deployed model; one it replaces is stopped (its treatment changed).
+    Both are audited, with the execution as the actor.
 
     Idempotent: the id comes from the execution, so a retried step finds the experiment it already created.
     """
@@ -124,7 +129,7 @@ def start_pilot_experiment(
             stopped_previous = running.experiment_id
         experiment = new_experiment(create, utc_now())
         store.create(experiment)
-    return ExperimentStartReport(
+    report = ExperimentStartReport(
         experiment_id=experiment.experiment_id,
         name=experiment.name,
         model_name=model_name,
@@ -132,6 +137,21 @@ def start_pilot_experiment(
         plan=experiment.plan,
         stopped_previous=stopped_previous,
     )
+    actor = f"pilot:{request.execution_name}"
+    if report.stopped_previous:
+        trail.append(
+            experiment_event(AuditEventType.EXPERIMENT_STOPPED, report.stopped_previous, actor, reason="superseded")
+        )
+    trail.append(
+        experiment_event(
+            AuditEventType.EXPERIMENT_CREATED,
+            report.experiment_id,
+            actor,
+            model_name=report.model_name,
+            variants={v.name: v.weight for v in report.variants},
+        )
+    )
+    return report
 
 
 # ---------------------------------------------------------------------------------------------- campaign
@@ -305,15 +325,18 @@ def run_retention_campaign(
     store: ExperimentStore,
     invoke_scoring: Callable[[dict[str, Any]], dict[str, Any]],
     *,
-    max_wait_seconds: float,
+    model_refresh_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CampaignReport:
+    """Score the held-out customers through the experiment, simulate their outcomes, record them and analyse."""
     pilot = request.pilot
     dataset = request.require(pilot.dataset, "dataset")
     started = request.require(pilot.experiment, "experiment")
     schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
     customers = read_held_out(artifacts.get_verified(dataset.test), schema)
 
+    # Warm scoring containers see a new experiment within one refresh interval; leave room for two.
+    max_wait_seconds = 2 * model_refresh_seconds + 5
     predictions = score_through_experiment(
         customers, invoke_scoring, started.experiment_id, max_wait_seconds=max_wait_seconds, sleep=sleep
     )

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops.core.artifacts import ArtifactStore
+from mlops.core.clock import utc
 from mlops.core.errors import MonitoringError
 from mlops.data.schema import DataSchema
-from mlops.monitoring.capture import utc
 from mlops.monitoring.monitor import MonitoringReport
 from mlops.pilot.campaign import read_held_out
-from mlops.pilot.payloads import MonitoringSummary, StepRequest, api_gateway_event, run_prefix
+from mlops.pilot.lambda_api import api_gateway_event
+from mlops.pilot.payloads import MonitoringSummary, StepRequest, run_prefix
 
 OUTCOMES_PER_CALL = 1000
 # The pilot's traffic all falls within the last hour: a one-hour window keeps earlier runs out of its verdict.

@@ -1,36 +1,27 @@
-"""The pilot's payloads and the logic of its light steps (no pandas or scikit-learn here).
+"""The pilot's payloads: the contract between statemachines/pilot.asl.json and the pilot's steps.
 
-Every Task of statemachines/pilot.asl.json receives `{"execution_id", "execution_name", "pilot": <state>}`
-and its result is stored under its own key of the state (`$.dataset`, `$.training`, ...). The models below
-are that contract; the heavy steps live in `mlops.pilot.training`.
+Every Task receives `{"execution_id", "execution_name", "pilot": <state>}` and its result is stored under its
+own key of the state (`$.dataset`, `$.training`, ...). The models below are that contract; the steps live in
+their own modules (`mlops.pilot.training` for the heavy ones, `smoke_test`, `criteria`, `deployment`, ...).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.api.contracts import SYNTHETIC_TRAFFIC_HEADER
-from mlops.core.artifacts import ArtifactRef, ArtifactStore
-from mlops.core.errors import SmokeTestError
+from mlops.core.artifacts import ArtifactRef
 from mlops.experiments.models import ExperimentResults, SampleSizePlan, VariantSpec
 from mlops.feature_store.online import IngestionReport
 from mlops.registry.approval import ApprovalDecision, ApprovalPolicy
-from mlops.registry.store import ModelRegistry
 
 RUNS_PREFIX = "runs"
 MODELS_PREFIX = "models"
 PARITY_TOLERANCE = 1e-4
 
 
-# ---------------------------------------------------------------------------------------------- payloads
 class PilotTargets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -329,233 +320,3 @@ class DeployRequest(BaseModel):
 
 def run_prefix(execution_name: str) -> str:
     return f"{RUNS_PREFIX}/{execution_name}"
-
-
-# ---------------------------------------------------------------------------------------------- steps
-def deploy_or_roll_back(request: DeployRequest, registry: ModelRegistry, model_name: str) -> DeploymentReport:
-    current = registry.get_production(model_name)
-    current_version = current.version if current else None
-    if request.action == "deploy":
-        if request.model_version is None:
-            raise ValueError("a deployment needs a model_version")
-        alias = registry.deploy(
-            model_name,
-            request.model_version,
-            deployment_id=request.deployment_id,
-            expected_current=request.expected_current_version,
-            changed_by=f"pilot:{request.deployment_id}",
-            reason="passed the pilot's quality gate",
-        )
-        return DeploymentReport(
-            action="deploy",
-            deployment_id=alias.deployment_id,
-            model_version=alias.version,
-            previous_version=alias.previous_version,
-            changed=True,
-        )
-
-    # Roll back to the version that served before this run started.
-    reason = f"rollback after {request.reason or 'a failed step'}"
-    by = f"pilot:{request.deployment_id}"
-    if current_version == request.model_version:
-        changed = False
-    elif request.model_version is None:
-        assert current_version is not None
-        registry.undeploy(model_name, expected_current=current_version, changed_by=by, reason=reason)
-        changed = True
-    else:
-        registry.deploy(
-            model_name,
-            request.model_version,
-            deployment_id=request.deployment_id,
-            expected_current=current_version,
-            changed_by=by,
-            reason=reason,
-        )
-        changed = True
-    return DeploymentReport(
-        action="rollback",
-        deployment_id=request.deployment_id,
-        model_version=request.model_version,
-        previous_version=current_version,
-        changed=changed,
-    )
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of already sorted values."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def summarise_latency(latencies_ms: list[float]) -> LatencySummary:
-    ordered = sorted(latencies_ms)
-    return LatencySummary(
-        p50=round(percentile(ordered, 50), 3),
-        p95=round(percentile(ordered, 95), 3),
-        p99=round(percentile(ordered, 99), 3),
-        mean=round(statistics.fmean(ordered), 3),
-        max=round(ordered[-1], 3),
-    )
-
-
-def api_gateway_event(
-    method: str, path: str, body: dict[str, Any] | None, request_id: str, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """A REST API (v1) proxy event, as API Gateway sends it to the scoring function."""
-    headers = {"Content-Type": "application/json", **(headers or {})}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": method,
-            "path": f"/v1{path}",
-            "stage": "v1",
-            "requestId": request_id,
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": None if body is None else json.dumps(body),
-        "isBase64Encoded": False,
-    }
-
-
-def lambda_api_invoker(lambda_client: Any, function_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Call an API function directly with an API Gateway event (Lambda Invoke), returning its proxy response."""
-
-    def invoke(api_event: dict[str, Any]) -> dict[str, Any]:
-        response = lambda_client.invoke(FunctionName=function_name, Payload=json.dumps(api_event))
-        return json.loads(response["Payload"].read())
-
-    return invoke
-
-
-def run_smoke_test(
-    request: StepRequest, store: ArtifactStore, invoke_scoring: Any, clock: Any = time.perf_counter
-) -> SmokeTestReport:
-    """Score reference rows through the deployed scoring function; check version, values and latency.
-
-    `invoke_scoring(event) -> response dict` calls the scoring function (Lambda Invoke on AWS).
-    """
-    registration = request.require(request.pilot.registration, "registration")
-    rows = json.loads(store.get_verified(registration.smoke_test_rows))
-    latencies: list[float] = []
-    errors = 0
-    max_difference = 0.0
-    served = set()
-    for call in range(request.pilot.smoke_test_calls):
-        row = rows[call % len(rows)]
-        event = api_gateway_event(
-            "POST",
-            "/predict",
-            {"customer_id": row["customer_id"], "features": row["features"]},
-            request_id=f"{request.execution_name}-smoke-{call}",
-            headers={SYNTHETIC_TRAFFIC_HEADER: "smoke-test"},
-        )
-        started = clock()
-        response = invoke_scoring(event)
-        latencies.append((clock() - started) * 1000)
-        if response.get("statusCode") != 200:
-            errors += 1
-            continue
-        body = json.loads(response["body"])
-        served.add(body["model_version"])
-        max_difference = max(max_difference, abs(body["churn_probability"] - row["churn_probability"]))
-    if served != {registration.model_version}:
-        raise SmokeTestError(
-            field="model_version",
-            message=f"endpoint served {sorted(served)}, expected {registration.model_version}",
-        )
-    return SmokeTestReport(
-        calls=len(latencies),
-        errors=errors,
-        served_version=registration.model_version,
-        max_reference_difference=max_difference,
-        latency_ms=summarise_latency(latencies),
-        latencies_ms=[round(value, 3) for value in latencies],
-    )
-
-
-def evaluate_success_criteria(state: PilotState, stage: Literal["model", "experiment"] = "model") -> CriteriaReport:
-    """The model's criteria; at the "experiment" stage also the A/B test's (ready, projected impact)."""
-    if state.evaluation is None or state.smoke_test is None or state.registration is None:
-        raise ValueError("success criteria need the evaluation, registration and smoke_test sections")
-    metrics = state.evaluation.metrics
-    targets = state.targets
-    smoke = state.smoke_test
-    criteria = {
-        "accuracy": _at_least(metrics["accuracy"], targets.accuracy),
-        "auc_roc": _at_least(metrics["roc_auc"], targets.auc_roc),
-        "latency_p95_ms": Criterion(
-            value=smoke.latency_ms.p95,
-            target=targets.latency_p95_ms,
-            comparison="<=",
-            passed=smoke.latency_ms.p95 <= targets.latency_p95_ms,
-        ),
-        "smoke_test_errors": Criterion(value=smoke.errors, target=0, comparison="==", passed=smoke.errors == 0),
-        "onnx_parity": Criterion(
-            value=state.registration.parity_max_abs_diff,
-            target=PARITY_TOLERANCE,
-            comparison="<=",
-            passed=state.registration.parity_max_abs_diff <= PARITY_TOLERANCE,
-        ),
-        "served_matches_registered": Criterion(
-            value=smoke.max_reference_difference,
-            target=1e-6,
-            comparison="<=",
-            passed=smoke.max_reference_difference <= 1e-6,
-        ),
-        "model_deployed": Criterion(
-            value=smoke.served_version,
-            target=state.registration.model_version,
-            comparison="==",
-            passed=smoke.served_version == state.registration.model_version,
-        ),
-    }
-    if stage == "experiment":
-        criteria |= _experiment_criteria(state)
-    failed = [name for name, c in criteria.items() if not c.passed]
-    return CriteriaReport(all_passed=not failed, criteria=criteria, failed=failed)
-
-
-def _experiment_criteria(state: PilotState) -> dict[str, Criterion]:
-    """Ready: the experiment runs on the model's traffic, every variant got units with a sane split, and its
-    results were computed. The impact is the campaign's measured incremental net value, projected."""
-    campaign = state.campaign
-    ready = (
-        state.experiment_error is None
-        and state.experiment is not None
-        and campaign is not None
-        and campaign.experiment_id == state.experiment.experiment_id
-        and all(n > 0 for n in campaign.results.sample_ratio.observed.values())
-        and not campaign.results.sample_ratio.mismatch
-    )
-    impact = campaign.business_impact.projected_annual_impact_usd if campaign else None
-    target = state.targets.projected_annual_impact_usd
-    monitoring = state.monitoring
-    accuracy = monitoring.accuracy if monitoring else None
-    no_drift = monitoring is not None and monitoring.drift_detected is False
-    return {
-        # The monitoring path end to end: the accuracy measured from logged outcomes joined with the served
-        # predictions meets the accuracy target the held-out evaluation had to meet; and the held-out traffic,
-        # drawn like the training data, raises no drift.
-        "monitored_accuracy": _at_least(accuracy, state.targets.accuracy),
-        "no_drift_on_held_out_traffic": Criterion(value=no_drift, target=True, comparison="==", passed=no_drift),
-        "ab_testing_ready": Criterion(value=ready, target=True, comparison="==", passed=ready),
-        "projected_annual_impact_usd": Criterion(
-            value=impact, target=target, comparison=">=", passed=impact is not None and impact >= target
-        ),
-    }
-
-
-def _at_least(value: float | None, target: float) -> Criterion:
-    if value is None:  # not measured: fails
-        return Criterion(value=None, target=target, comparison=">=", passed=False)
-    return Criterion(value=round(value, 6), target=target, comparison=">=", passed=value >= target)

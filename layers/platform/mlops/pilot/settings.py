@@ -40,6 +40,8 @@ class PilotMonitoringSettings(ModelStoreSettings):
 
 
 class EnvironmentCheckSettings(ModelStoreSettings):
+    """The pilot's environment check: every bucket, table and function the run will use."""
+
     data_bucket: str = Field(min_length=1)
     feature_store_table: str = Field(min_length=1)
     feature_store_bucket: str = Field(min_length=1)
@@ -47,9 +49,13 @@ class EnvironmentCheckSettings(ModelStoreSettings):
 
 
 class DataSettings(ModelStoreSettings):
+    """The pilot's data preparation: reads the data file, and the offline feature store when there is one."""
+
     data_bucket: str = Field(min_length=1)
     feature_store_bucket: str | None = Field(default=None, min_length=1)
 
 
 class SmokeTestSettings(ModelStoreSettings):
+    """The pilot's smoke test: reads the reference rows, calls the deployed scoring function."""
+
     scoring_function_name: str = Field(min_length=1)

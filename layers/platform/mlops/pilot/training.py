@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops.audit.events import model_event
+from mlops.audit.records import AuditEventType
+from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactRef, ArtifactStore, sha256_hex
+from mlops.core.clock import utc_now
 from mlops.core.errors import DataValidationError, ParityError
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
 from mlops.data.features import FeatureSpec, fit_feature_spec, prepare_features
@@ -39,8 +43,10 @@ from mlops.pilot.payloads import (
     TrainingReport,
     run_prefix,
 )
-from mlops.registry.model_card import ModelCard, build_model_card, render_markdown
-from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, StatusChange, utc_now
+from mlops.pilot.segments import telecom_segments
+from mlops.registry.model_card import ModelCard, build_model_card
+from mlops.registry.model_card_markdown import render_markdown
+from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, StatusChange
 from mlops.serving.explain import TreeShapExplainer, explainability_summary
 from mlops.serving.onnx_model import OnnxChurnModel
 from mlops.training.evaluation import evaluate
@@ -199,8 +205,10 @@ def evaluate_model(request: StepRequest, artifacts: ArtifactStore) -> Evaluation
 
 
 def register_model(
-    request: StepRequest, artifacts: ArtifactStore, registry: ModelRegistry, model_name: str
+    request: StepRequest, artifacts: ArtifactStore, registry: ModelRegistry, trail: AuditTrail, model_name: str
 ) -> RegistrationReport:
+    """Export to ONNX (refused unless it scores like scikit-learn), store the version's artifacts and model card,
+    register it awaiting approval (audited), and keep reference rows for the smoke test."""
     pilot = request.pilot
     dataset = request.require(pilot.dataset, "dataset")
     training = request.require(pilot.training, "training")
@@ -270,7 +278,7 @@ def register_model(
         )
     )
     smoke_rows = reference_rows(test, test_columns, spec, served_model)
-    return RegistrationReport(
+    report = RegistrationReport(
         model_version=version,
         artifacts=stored,
         parity_max_abs_diff=float(parity),
@@ -280,6 +288,19 @@ def register_model(
             "application/json",
         ),
     )
+    trail.append(
+        model_event(
+            AuditEventType.MODEL_REGISTERED,
+            model_name,
+            version,
+            actor=f"pilot:{request.execution_name}",
+            status=ModelStatus.PENDING_APPROVAL.value,  # every version is registered awaiting approval
+            execution_arn=request.execution_id,
+            dataset_sha256=dataset.dataset_sha256,
+            artifacts={name: ref.sha256 for name, ref in stored.items()},
+        )
+    )
+    return report
 
 
 def new_version_id(execution_name: str) -> str:
@@ -355,6 +376,7 @@ def model_card(
         schema=spec.data_schema,
         explainability=explainability,
         status_history=status_history,
+        segments=telecom_segments(test, spec.data_schema),
         execution_arn=request.execution_id,
         execution_name=request.execution_name,
         feature_group=features.feature_group if features else None,

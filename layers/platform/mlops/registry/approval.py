@@ -15,7 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.audit.events import model_event
-from mlops.audit.trail import AuditEventType, AuditTrail
+from mlops.audit.records import AuditEventType
+from mlops.audit.trail import AuditTrail
 from mlops.core.errors import InvalidTransitionError
 from mlops.registry.store import ModelRegistry, ModelVersion, ProductionAlias
 
@@ -73,6 +74,40 @@ def decide_approval(
         reasons=reasons,
         production_version=production_version,
     )
+
+
+def approve_if_allowed(
+    registry: ModelRegistry,
+    trail: AuditTrail,
+    model_name: str,
+    version: str,
+    checks_passed: dict[str, bool],
+    policy: ApprovalPolicy,
+) -> ApprovalDecision:
+    """The policy's decision on a registered version, compared with the version in production. An approval is
+    recorded on the version and audited; otherwise the version stays pending for a human decision."""
+    candidate = registry.get(model_name, version)
+    production = registry.get_production(model_name)
+    production_metrics = registry.get(model_name, production.version).metrics if production else None
+    decision = decide_approval(
+        {k: float(v) for k, v in candidate.metrics.items()},
+        checks_passed,
+        production.version if production else None,
+        {k: float(v) for k, v in production_metrics.items()} if production_metrics else None,
+        policy,
+    )
+    if decision.approved:
+        reason = "; ".join(decision.reasons)
+        registry.decide(model_name, candidate.version, approved=True, by=decision.by, reason=reason)
+        trail.append(
+            model_event(AuditEventType.MODEL_APPROVED, model_name, candidate.version, decision.by, reason=reason)
+        )
+    return decision
+
+
+def await_decision(registry: ModelRegistry, model_name: str, version: str, task_token: str) -> None:
+    """Keep a waiting execution's task token on the version: `record_decision` completes it."""
+    registry.set_approval_token(model_name, version, task_token)
 
 
 class DecisionRequest(BaseModel):

@@ -1,0 +1,118 @@
+"""Deployments: moving a model's production alias, each move written to the audit trail by the service itself.
+
+A deployment points production at an approved version (`model_deployed`). A rollback puts production back on
+the version that served before a failed run (`model_rolled_back`); a rollback runs because a run failed, so
+when production had not moved yet the run's failure is audited all the same (`pilot_run`, production
+unchanged). The registry's transaction makes each move all or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from mlops.audit.events import model_event
+from mlops.audit.records import AuditEventType
+from mlops.audit.trail import AuditTrail
+from mlops.registry.store import ModelRegistry
+
+UNCHANGED_OUTCOME = "failed after deployment started; production unchanged"
+
+
+class AliasChange(BaseModel):
+    """What a deployment or rollback did to the production alias."""
+
+    action: Literal["deploy", "rollback"]
+    deployment_id: str
+    model_version: str | None
+    previous_version: str | None
+    changed: bool
+
+
+class DeploymentService:
+    """Moves the production alias of a model and audits every move (one audit trail, one registry)."""
+
+    def __init__(self, registry: ModelRegistry, trail: AuditTrail) -> None:
+        self._registry = registry
+        self._trail = trail
+
+    def deploy(
+        self,
+        model_name: str,
+        version: str,
+        *,
+        deployment_id: str,
+        expected_current: str | None,
+        by: str,
+        reason: str,
+        cause: str | None = None,
+    ) -> AliasChange:
+        """Point production at `version` if it still serves `expected_current`. `reason` goes into the version's
+        status history, `cause` (what asked for the deployment, if anything) into the audit record."""
+        alias = self._registry.deploy(
+            model_name,
+            version,
+            deployment_id=deployment_id,
+            expected_current=expected_current,
+            changed_by=by,
+            reason=reason,
+        )
+        change = AliasChange(
+            action="deploy",
+            deployment_id=alias.deployment_id,
+            model_version=alias.version,
+            previous_version=alias.previous_version,
+            changed=True,
+        )
+        self._audit(AuditEventType.MODEL_DEPLOYED, model_name, change, by, cause)
+        return change
+
+    def restore(
+        self, model_name: str, version: str | None, *, deployment_id: str, by: str, reason: str, cause: str | None
+    ) -> AliasChange:
+        """Put production back on `version` (None: no model) after a failed run; nothing moves if it serves it."""
+        current = self._registry.get_production(model_name)
+        current_version = current.version if current else None
+        if current_version == version:
+            changed = False
+        elif version is None:
+            assert current_version is not None
+            self._registry.undeploy(model_name, expected_current=current_version, changed_by=by, reason=reason)
+            changed = True
+        else:
+            self._registry.deploy(
+                model_name,
+                version,
+                deployment_id=deployment_id,
+                expected_current=current_version,
+                changed_by=by,
+                reason=reason,
+            )
+            changed = True
+        change = AliasChange(
+            action="rollback",
+            deployment_id=deployment_id,
+            model_version=version,
+            previous_version=current_version,
+            changed=changed,
+        )
+        event_type = AuditEventType.MODEL_ROLLED_BACK if changed else AuditEventType.PILOT_RUN
+        self._audit(event_type, model_name, change, by, cause)
+        return change
+
+    def _audit(
+        self, event_type: AuditEventType, model_name: str, change: AliasChange, by: str, cause: str | None
+    ) -> None:
+        self._trail.append(
+            model_event(
+                event_type,
+                model_name,
+                change.model_version,
+                actor=by,
+                deployment_id=change.deployment_id,
+                previous_version=change.previous_version,
+                reason=cause,
+                outcome=None if change.changed else UNCHANGED_OUTCOME,
+            )
+        )
