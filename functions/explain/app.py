@@ -17,63 +17,48 @@ removes the cold start where that matters.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
-import boto3
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.api.contracts import BatchExplainRequest, BatchExplanationResponse, ExplainRequest, Explanation
+from mlops.api.contracts import (
+    BatchExplainRequest,
+    BatchExplanationResponse,
+    ExplainRequest,
+    Explanation,
+    PredictRequest,
+)
 from mlops.api.rest import create_rest_app, resolve_json_api
-from mlops.core.artifacts import ArtifactStore
-from mlops.core.observability import MetricUnit, instrumented_handler, metrics
-from mlops.core.settings import ScoringSettings, load_settings
-from mlops.feature_store.online import OnlineFeatureLookup, online_lookup
-from mlops.registry.store import ModelRegistry
-from mlops.serving.explain import ExplainableModel, explain_requests, load_explainable_version, served_model
-from mlops.serving.scoring import ModelProvider
+from mlops.core.observability import instrumented_handler
+from mlops.core.settings import ScoringSettings
+from mlops.serving.explanation import ServedExplanations
+from mlops.wiring import Wiring
 
 app = create_rest_app()
+wiring = Wiring(ScoringSettings)
 
 TopContributions = Annotated[
     int | None, Query(ge=1, description="Keep the N largest contributions (default: every input feature).")
 ]
 
 
-@cache
-def _model_provider() -> ModelProvider[ExplainableModel]:
-    settings = load_settings(ScoringSettings)
-    registry = ModelRegistry(settings.registry_table, boto3.client("dynamodb"))
-    store = ArtifactStore(settings.artifact_bucket, boto3.client("s3"))
-    return ModelProvider(
-        registry, store, settings.model_name, settings.model_refresh_seconds, loader=load_explainable_version
-    )
-
-
-@cache
-def _feature_lookup() -> OnlineFeatureLookup | None:
-    return online_lookup(load_settings(ScoringSettings), boto3.client("dynamodb"))
-
-
 @app.post("/explain")
 def explain(request: ExplainRequest, top: TopContributions = None) -> Explanation:
-    model = served_model(_model_provider(), request.model_version)
-    (explanation,) = explain_requests([request], model, top=top, lookup=_feature_lookup())
-    _record_explanations(1)
+    (explanation,) = _explain([request], request.model_version, top).explanations
     return explanation
 
 
 @app.post("/explain/batch")
 def explain_batch(request: BatchExplainRequest, top: TopContributions = None) -> BatchExplanationResponse:
-    model = served_model(_model_provider(), request.model_version)
-    explanations = explain_requests(request.records, model, top=top, lookup=_feature_lookup(), batch=True)
-    _record_explanations(len(explanations))
-    return BatchExplanationResponse(model_version=model.version.version, explanations=explanations)
+    served = _explain(request.records, request.model_version, top, batch=True)
+    return BatchExplanationResponse(model_version=served.model_version, explanations=served.explanations)
 
 
-def _record_explanations(count: int) -> None:
-    metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=count)
+def _explain(
+    requests: list[PredictRequest], model_version: str | None, top: int | None, *, batch: bool = False
+) -> ServedExplanations:
+    return wiring.explanation_service.explain(requests, model_version=model_version, top=top, batch=batch)
 
 
 def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from audit_helpers import (
     BUCKET,
     TABLE,
@@ -22,7 +23,6 @@ from audit_helpers import (
     stored_document,
     write_document,
 )
-
 from mlops.audit.digests import write_digests
 from mlops.audit.trail import AuditTrail
 from mlops.core.errors import AuditIntegrityError, InvalidRequestError

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from audit_helpers import T0, TABLE, event, mocked_audit_aws, no_sleep
 
+from audit_helpers import T0, TABLE, event, mocked_audit_aws, no_sleep
 from mlops.audit.queries import AuditPage, query_audit
 from mlops.audit.records import AuditEventType
 from mlops.audit.trail import AuditTrail, writer_chain

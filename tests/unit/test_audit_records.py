@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from audit_helpers import T0, TABLE, mocked_audit_aws, stored_document
 from pydantic import ValidationError
 
+from audit_helpers import T0, TABLE, mocked_audit_aws, stored_document
 from mlops.audit.records import AuditEvent, canonical_json, compute_hash
 from mlops.audit.trail import AuditTrail
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+
 from audit_helpers import (
     GLOBAL_SECONDARY_INDEXES,
     TABLE,
@@ -24,8 +26,6 @@ from audit_helpers import (
     stored_document,
     stored_item,
 )
-from botocore.exceptions import ClientError
-
 from mlops.audit.records import GENESIS_HASH, AuditRecord, compute_hash
 from mlops.audit.table import AUDIT_TABLE_INDEXES
 from mlops.audit.trail import AuditTrail, writer_chain

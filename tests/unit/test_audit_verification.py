@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from audit_helpers import (
     BUCKET,
     TABLE,
@@ -22,7 +23,6 @@ from audit_helpers import (
     stored_item,
     write_document,
 )
-
 from mlops.audit.records import AuditRecord
 from mlops.audit.trail import AuditTrail
 from mlops.audit.verification import verify_chains

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_card_examples import MODEL_FEATURES, TelecomExample, synthetic_card, telecom_example
 
 from mlops.data.schema import DataSchema
 from mlops.registry.model_card import ModelCard
 from mlops.registry.segments import SegmentFlag
 from mlops.registry.store import ModelStatus
+from model_card_examples import MODEL_FEATURES, TelecomExample, synthetic_card, telecom_example
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_card_examples import TelecomExample, synthetic_card, telecom_example
 
 from mlops.data.schema import DataSchema
 from mlops.registry.model_card import ModelCard
 from mlops.registry.model_card_markdown import SECTION_TITLES, render_markdown
+from model_card_examples import TelecomExample, synthetic_card, telecom_example
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,14 @@ from pydantic import ValidationError
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
 from mlops.api.contracts import Prediction
 from mlops.audit.events import audit_trail, model_event, prediction_events
-from mlops.audit.trail import AuditEventType, format_timestamp
+from mlops.audit.records import AuditEventType
 from mlops.core.artifacts import ArtifactStore
+from mlops.core.clock import format_timestamp, utc
 from mlops.data.dataset import frame_to_columns, labels, read_dataset, split_dataset
 from mlops.data.features import Columns, FeatureSpec, fit_feature_spec
 from mlops.data.schema import DataSchema
 from mlops.monitoring import monitor as monitoring
-from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog, utc
+from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog
 from mlops.monitoring.drift import DriftBaseline, DriftThresholds, build_baseline
 from mlops.monitoring.monitor import (
     MIN_OUTCOMES_FOR_ACCURACY,

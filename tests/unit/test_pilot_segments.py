@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from model_card_examples import TelecomExample, telecom_example
 from sklearn.metrics import roc_auc_score
 
 from mlops.data.schema import DataSchema
 from mlops.pilot.segments import STATE_REGIONS, UNKNOWN_REGION, state_region, telecom_segments
+from model_card_examples import TelecomExample, telecom_example
 
 US_STATES = (
     *("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY"),

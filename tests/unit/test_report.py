@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from report_inputs import FIGURES, SECTIONS, build_report_inputs
 
 from mlops.monitoring.drift import DriftReport
 from mlops.pilot.payloads import CriteriaReport, Criterion
 from mlops.pilot.report.inputs import ReportInputs
 from mlops.pilot.report.render import render_report, write_report
+from report_inputs import FIGURES, SECTIONS, build_report_inputs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URL_PREFIX = "data:image/png;base64,"

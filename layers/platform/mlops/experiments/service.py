@@ -1,11 +1,20 @@
-"""What the experiments API does: create, read, assign, record outcomes, analyse and stop experiments."""
+"""What the experiments API does: create, read, assign, record outcomes, analyse and stop experiments.
+
+Creating and stopping an experiment are written to the audit trail, and every first exposure is counted
+(the `Exposures` metric).
+"""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
 
+from mlops.audit.events import experiment_event
+from mlops.audit.records import AuditEventType
+from mlops.audit.trail import AuditTrail
+from mlops.core.clock import utc_now
 from mlops.core.errors import ExperimentConflictError, InvalidRequestError
+from mlops.core.observability import MetricUnit, metrics
 from mlops.experiments.analysis import analyse, plan_sample_size
 from mlops.experiments.models import (
     Assignment,
@@ -18,7 +27,7 @@ from mlops.experiments.models import (
     OutcomeRequest,
 )
 from mlops.experiments.serving import assigner_of
-from mlops.experiments.store import ExperimentStore, utc_now
+from mlops.experiments.store import ExperimentStore
 
 
 def new_experiment(request: ExperimentCreate, now: str, make_id: Callable[[], str] | None = None) -> Experiment:
@@ -42,13 +51,24 @@ def _random_id() -> str:
 
 
 class ExperimentService:
-    def __init__(self, store: ExperimentStore, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, store: ExperimentStore, audit: AuditTrail, clock: Callable[[], str] = utc_now) -> None:
         self.store = store
+        self._audit = audit
         self._clock = clock
 
-    def create(self, request: ExperimentCreate) -> Experiment:
+    def create(self, request: ExperimentCreate, actor: str) -> Experiment:
+        """Store the new experiment (running from now on), then audit its creation by `actor`."""
         experiment = new_experiment(request, self._clock())
         self.store.create(experiment)
+        self._audit.append(
+            experiment_event(
+                AuditEventType.EXPERIMENT_CREATED,
+                experiment.experiment_id,
+                actor,
+                model_name=experiment.model_name,
+                variants={v.name: v.weight for v in experiment.variants},
+            )
+        )
         return experiment
 
     def get(self, experiment_id: str) -> Experiment:
@@ -65,6 +85,7 @@ class ExperimentService:
         bucket = assigner.bucket(unit_id)
         variant = assigner.variant_of_bucket(bucket)
         first = self.store.log_exposure(experiment_id, unit_id, variant)
+        metrics.add_metric(name="Exposures", unit=MetricUnit.Count, value=int(first))
         return Assignment(
             experiment_id=experiment_id, unit_id=unit_id, variant=variant, bucket=bucket, first_exposure=first
         )
@@ -101,9 +122,11 @@ class ExperimentService:
             experiment, self.store.exposures(experiment_id), self.store.outcomes(experiment_id), self._clock()
         )
 
-    def stop(self, experiment_id: str, reason: str | None) -> Experiment:
-        """Stop it (idempotent: stopping a stopped experiment returns it unchanged)."""
+    def stop(self, experiment_id: str, reason: str | None, actor: str) -> Experiment:
+        """Stop it (idempotent: stopping a stopped experiment returns it unchanged); every stop request is
+        audited, a repeated one too."""
         experiment = self.store.get(experiment_id)
-        if experiment.status is ExperimentStatus.STOPPED:
-            return experiment
-        return self.store.stop(experiment, reason)
+        if experiment.status is not ExperimentStatus.STOPPED:
+            experiment = self.store.stop(experiment, reason)
+        self._audit.append(experiment_event(AuditEventType.EXPERIMENT_STOPPED, experiment_id, actor, reason=reason))
+        return experiment

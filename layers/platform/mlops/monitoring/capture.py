@@ -6,8 +6,8 @@
 - Outcomes (did the customer churn?) arrive later through `POST /outcomes` (`OutcomeLog`), under
   `outcomes/<model>/dt=<day>/`.
 
-Only boto3, numpy and pydantic here: the scoring function imports this module (`mlops.monitoring.monitor`, which needs
-scipy for drift statistics, is for the monitor alone).
+Only boto3, numpy, pydantic and Powertools here: the scoring function imports this module
+(`mlops.monitoring.monitor`, which needs scipy for drift statistics, is for the monitor alone).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from mlops.api.contracts import EntityId, IsoDateTime, Prediction
+from mlops.core.clock import utc
+from mlops.core.observability import MetricUnit, metrics
 from mlops.data.features import Columns
 
 CAPTURE_PREFIX = "capture"
@@ -35,10 +37,6 @@ def score_bucket(probability: float) -> str:
     """The churn-score bucket of a probability: "0.0-0.1" ... "0.9-1.0" (1.0 falls in the last)."""
     low = min(int(probability * 10), 9) / 10
     return f"{low:.1f}-{low + 0.1:.1f}"
-
-
-def utc(moment: dt.datetime | None = None) -> dt.datetime:
-    return (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
 
 
 def _hours(since: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
@@ -175,3 +173,10 @@ class OutcomeLog(_JsonLinesStore):
 
     def _day_prefix(self, moment: dt.datetime) -> str:
         return f"{OUTCOMES_PREFIX}/{self.model_name}/dt={moment:%Y-%m-%d}/"
+
+
+def accept_outcomes(log: OutcomeLog, outcomes: Sequence[Outcome], request_id: str) -> OutcomesAccepted:
+    """What `POST /outcomes` does: the outcomes in one object (named after the request), counted (`OutcomesLogged`)."""
+    key = log.write(outcomes, request_id)
+    metrics.add_metric(name="OutcomesLogged", unit=MetricUnit.Count, value=len(outcomes))
+    return OutcomesAccepted(accepted=len(outcomes), key=key)

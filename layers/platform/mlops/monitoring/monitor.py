@@ -1,5 +1,6 @@
 """The scheduled model monitor: drift of captured inputs against the training baseline, and accuracy on logged
-outcomes joined with the audited predictions (`run_monitor`); its report is stored under `monitoring/<model>/`.
+outcomes joined with the audited predictions (`run_monitor`); its report is stored under `monitoring/<model>/`
+and emitted as the metrics the alarms watch (`ModelMonitor`, what the scheduled function runs).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import numpy as np
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlops.audit.trail import AuditEventType, query_audit
+from mlops.audit.queries import query_audit
+from mlops.audit.records import AuditEventType
 from mlops.core.artifacts import ArtifactStore
+from mlops.core.clock import utc
+from mlops.core.observability import MetricUnit, logger, metrics
 from mlops.data.features import FeatureSpec
-from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog, utc
+from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog
 from mlops.monitoring.drift import DriftBaseline, DriftReport, DriftThresholds, columns_from_records, detect_drift
 from mlops.registry.store import ModelRegistry
 
@@ -197,3 +201,77 @@ def latest_report(s3_client: Any, bucket: str, model_name: str) -> MonitoringRep
             return None
         raise
     return MonitoringReport.model_validate_json(body)
+
+
+class ModelMonitor:
+    """One model's monitor as a function runs it: the report of a window, stored, then emitted as metrics."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        registry: ModelRegistry,
+        artifacts: ArtifactStore,
+        capture: InferenceCapture,
+        outcomes: OutcomeLog,
+        predictions: Callable[[dt.datetime, dt.datetime], Iterator[tuple[str, dict[str, Any]]]],
+        reports: Any,
+        reports_bucket: str,
+        window_hours: float,
+        outcome_lookback: dt.timedelta,
+        thresholds: DriftThresholds,
+    ) -> None:
+        self._model_name = model_name
+        self._registry = registry
+        self._artifacts = artifacts
+        self._capture = capture
+        self._outcomes = outcomes
+        self._predictions = predictions
+        self._reports = reports
+        self._reports_bucket = reports_bucket
+        self._window_hours = window_hours
+        self._outcome_lookback = outcome_lookback
+        self._thresholds = thresholds
+
+    def run(self, request: MonitorRequest) -> MonitoringReport:
+        """The report of the request's window (default: the last `window_hours`), stored and emitted."""
+        report = run_monitor(
+            model_name=self._model_name,
+            registry=self._registry,
+            artifacts=self._artifacts,
+            capture=self._capture,
+            outcomes=self._outcomes,
+            predictions=self._predictions,
+            window=request.window(self._window_hours),
+            outcome_lookback=self._outcome_lookback,
+            thresholds=self._thresholds,
+        )
+        report = store_report(self._reports, self._reports_bucket, report)
+        emit_metrics(report)
+        logger.info(
+            "Model monitored",
+            extra={
+                "model_version": report.model_version,
+                "captured_rows": report.captured_rows,
+                "drift_detected": report.drift.drift_detected if report.drift else None,
+                "accuracy": report.accuracy.accuracy,
+            },
+        )
+        return report
+
+
+def emit_metrics(report: MonitoringReport) -> None:
+    """Metrics only where there is a verdict, so an alarm on a quiet hour sees missing data, not a zero."""
+    metrics.add_metric(name="MonitoredRows", unit=MetricUnit.Count, value=report.captured_rows)
+    drift = report.drift
+    if drift is not None and drift.sufficient_data:
+        metrics.add_metric(name="DriftDetected", unit=MetricUnit.Count, value=int(drift.drift_detected))
+        metrics.add_metric(name="DriftedFeatures", unit=MetricUnit.Count, value=len(drift.drifted_features))
+        metrics.add_metric(name="MaxFeaturePSI", unit=MetricUnit.NoUnit, value=drift.max_feature_psi)
+        if drift.score_psi is not None:
+            metrics.add_metric(name="ScorePSI", unit=MetricUnit.NoUnit, value=drift.score_psi)
+    accuracy = report.accuracy
+    metrics.add_metric(name="OutcomesMatched", unit=MetricUnit.Count, value=accuracy.matched)
+    if accuracy.sufficient_data and accuracy.accuracy is not None:
+        metrics.add_metric(name="ModelAccuracy", unit=MetricUnit.NoUnit, value=accuracy.accuracy)
+        metrics.add_metric(name="ModelRecall", unit=MetricUnit.NoUnit, value=accuracy.recall or 0.0)

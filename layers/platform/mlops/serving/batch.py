@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.core.artifacts import ArtifactRef, sha256_hex
+from mlops.core.artifacts import ArtifactRef, ArtifactStore, sha256_hex
 from mlops.core.errors import ArtifactIntegrityError
 from mlops.data.dataset import frame_to_columns, read_dataset
 from mlops.data.features import FeatureSpec
-from mlops.registry.store import ModelStatus, ModelVersion
+from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion
 from mlops.serving.batch_plan import BatchPlan, ChunkPlan, part_key
 from mlops.serving.onnx_model import OnnxChurnModel
-from mlops.serving.scoring import LoadedModel
+from mlops.serving.scoring import LoadedModel, load_model_version
 
 DEFAULT_CHUNK_ROWS = 100_000
 MODEL_FILES = {
@@ -86,6 +86,22 @@ def score_csv(loaded: LoadedModel, input_path: Path, output_path: Path, chunk_ro
             scored.to_csv(out, header=index == 0, index=False)
             rows += len(scored)
     return rows
+
+
+class PlannedModels:
+    """The registered versions batch plans name, each loaded once per execution environment (its ONNX graph and
+    feature spec verified by SHA-256): every chunk of a run is scored by the version its plan fixed."""
+
+    def __init__(self, registry: ModelRegistry, store: ArtifactStore, model_name: str) -> None:
+        self._registry = registry
+        self._store = store
+        self._model_name = model_name
+        self._loaded: dict[str, LoadedModel] = {}
+
+    def get(self, version: str) -> LoadedModel:
+        if version not in self._loaded:
+            self._loaded[version] = load_model_version(self._registry.get(self._model_name, version), self._store)
+        return self._loaded[version]
 
 
 def score_chunk(loaded: LoadedModel, s3: Any, plan: BatchPlan, chunk: ChunkPlan) -> int:

@@ -13,10 +13,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.core.errors import DataValidationError
+from mlops.core.errors import DataValidationError, ModelUnavailableError
+from mlops.core.settings import ModelStoreSettings
+from mlops.registry.store import ModelRegistry
+
+WORK_PREFIX = "batch-scoring"
+"""Where a run keeps its manifest and scored parts in the data bucket (`<prefix>/<run id>/`)."""
 
 _PROBE_BYTES = 64 * 1024  # read this far past a cut to find the end of its row
 _MIN_COPY_PART = 5 * 1024 * 1024  # S3's smallest multipart part (all but the last)
+
+
+class BatchScoringSettings(ModelStoreSettings):
+    """The planning step: the data bucket holding the input, and the registry naming the production version."""
+
+    data_bucket: str = Field(min_length=1)
 
 
 class BatchScoringRequest(BaseModel):
@@ -86,6 +97,23 @@ def plan_chunks(
     manifest = json.dumps([chunk.model_dump() for chunk in chunks]).encode()
     s3.put_object(Bucket=bucket, Key=plan.manifest_key, Body=manifest, ContentType="application/json")
     return plan
+
+
+def plan_production_batch(
+    s3: Any,
+    bucket: str,
+    request: BatchScoringRequest,
+    run_id: str,
+    registry: ModelRegistry,
+    model_name: str,
+    work_prefix: str = WORK_PREFIX,
+) -> BatchPlan:
+    """`plan_chunks` for the version production serves now: the whole run is scored by it, even if production
+    moves meanwhile. Refused (ModelUnavailableError) when no version is deployed."""
+    production = registry.get_production(model_name)
+    if production is None:
+        raise ModelUnavailableError(field="model", message=f"no version of {model_name} is deployed")
+    return plan_chunks(s3, bucket, request, run_id, production.version, work_prefix)
 
 
 def join_parts(s3: Any, plan: BatchPlan) -> int:
