@@ -25,8 +25,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         wiring.data,
         settings.feature_group,
         settings.feature_ttl_seconds,
-        wiring.online_store,
-        wiring.offline_store,
+        wiring.online_feature_store,
+        wiring.offline_feature_store,
         wiring.feature_catalog,
         workers=settings.ingest_write_concurrency,
     )

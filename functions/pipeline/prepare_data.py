@@ -18,6 +18,6 @@ wiring = PilotWiring(DataSettings)
 @instrumented_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = StepRequest.model_validate(event)
-    report = pilot_training.prepare_data(request, wiring.data, wiring.artifacts, wiring.offline_store)
+    report = pilot_training.prepare_data(request, wiring.data, wiring.artifacts, wiring.offline_feature_store)
     logger.info("Data prepared", extra={"rows": report.rows, "positive_rate": report.positive_rate})
     return report.model_dump(mode="json")

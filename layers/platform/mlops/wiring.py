@@ -25,12 +25,13 @@ from mlops.core.artifacts import ArtifactStore
 from mlops.core.settings import FunctionSettings, load_settings
 from mlops.experiments.serving import RunningExperimentProvider
 from mlops.experiments.store import ExperimentStore
-from mlops.feature_store.online import OnlineFeatureLookup, online_lookup
+from mlops.feature_store.online import FeatureGroupCatalog, OnlineFeatureLookup, OnlineFeatureStore, online_lookup
 from mlops.feature_store.service import FeatureStoreService
 from mlops.registry.store import ModelRegistry
 
 if TYPE_CHECKING:
     from mlops.experiments.service import ExperimentService
+    from mlops.feature_store.offline import OfflineFeatureStore
     from mlops.monitoring.capture import InferenceCapture, OutcomeLog
     from mlops.monitoring.monitor import ModelMonitor
     from mlops.serving.batch import PlannedModels
@@ -59,7 +60,6 @@ class Wiring[SettingsT: FunctionSettings]:
         """Validated once per execution environment: a missing variable fails the first invocation loudly."""
         return load_settings(self._settings_type)
 
-    # ------------------------------------------------------------------ clients
     def client(self, service_name: str, config: Config | None = None) -> Any:
         """One boto3 client per service (and configuration) for this environment."""
         key = (service_name, id(config))
@@ -75,7 +75,6 @@ class Wiring[SettingsT: FunctionSettings]:
     def s3(self) -> Any:
         return self.client("s3")
 
-    # ------------------------------------------------------------------ stores
     @cached_property
     def registry(self) -> ModelRegistry:
         return ModelRegistry(self.settings.registry_table, self.dynamodb)  # type: ignore[attr-defined]
@@ -92,6 +91,22 @@ class Wiring[SettingsT: FunctionSettings]:
     def feature_lookup(self) -> OnlineFeatureLookup | None:
         """None when the function has no feature table (callers then send every feature)."""
         return online_lookup(self.settings, self.dynamodb)  # type: ignore[arg-type]
+
+    @cached_property
+    def online_feature_store(self) -> OnlineFeatureStore:
+        return OnlineFeatureStore(self.settings.feature_store_table, self.dynamodb)  # type: ignore[attr-defined]
+
+    @cached_property
+    def feature_catalog(self) -> FeatureGroupCatalog:
+        return FeatureGroupCatalog(self.settings.feature_store_table, self.dynamodb)  # type: ignore[attr-defined]
+
+    @cached_property
+    def offline_feature_store(self) -> OfflineFeatureStore | None:
+        """None when the function has no feature store bucket."""
+        from mlops.feature_store.offline import OfflineFeatureStore
+
+        bucket = getattr(self.settings, "feature_store_bucket", None)
+        return OfflineFeatureStore(bucket, self.s3) if bucket else None
 
     def audit_trail(self, writer: str) -> AuditTrail:
         """This environment's own chain of the audit table for `writer` (one chain per writer and environment)."""
@@ -118,7 +133,6 @@ class Wiring[SettingsT: FunctionSettings]:
         s3 = self.client("s3", _CAPTURE)
         return InferenceCapture(settings.monitoring_bucket, s3, settings.model_name, settings.capture_sample_rate)
 
-    # ------------------------------------------------------------------ what this environment serves
     @cached_property
     def model_provider(self) -> ModelProvider[LoadedModel]:
         """The production model (ONNX), loaded once and refreshed when the alias moves."""
@@ -157,7 +171,6 @@ class Wiring[SettingsT: FunctionSettings]:
 
         return PlannedModels(self.registry, self.artifacts, self.settings.model_name)  # type: ignore[attr-defined]
 
-    # ------------------------------------------------------------------ services
     @cached_property
     def prediction_service(self) -> PredictionService:
         from mlops.serving.prediction import PredictionService
