@@ -63,7 +63,7 @@ class DirectoryS3:
 def train_and_register(root: Path) -> tuple[ModelVersion, list[PredictRequest]]:
     """Train gradient boosting on the telecom split, store its artifacts under ``root``; held-out requests."""
     from mlops.data.dataset import frame_to_columns, read_dataset, split_dataset
-    from mlops.data.features import fit_feature_spec
+    from mlops.data.feature_fitting import fit_feature_spec
     from mlops.data.schema import DataSchema
     from mlops.training.candidates import CANDIDATES
     from mlops.training.export import dump_skops, export_onnx

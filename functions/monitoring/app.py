@@ -14,8 +14,8 @@ from mlops.api.rest import create_rest_app, request_id, resolve_json_api
 from mlops.core.errors import EntityNotFoundError
 from mlops.core.observability import instrumented_handler
 from mlops.core.settings import MonitoringSettings
-from mlops.monitoring.capture import OutcomesAccepted, OutcomesRequest, accept_outcomes
 from mlops.monitoring.monitor import MonitoringReport, latest_report
+from mlops.monitoring.outcomes import OutcomesAccepted, OutcomesRequest, accept_outcomes
 from mlops.wiring import Wiring
 
 app = create_rest_app()

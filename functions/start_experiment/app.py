@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.core.observability import instrumented_handler, logger
-from mlops.pilot.campaign import start_pilot_experiment
+from mlops.pilot.experiment import start_pilot_experiment
 from mlops.pilot.payloads import StepRequest
 from mlops.pilot.settings import PilotExperimentSettings
 from mlops.wiring import Wiring

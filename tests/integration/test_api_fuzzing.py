@@ -39,7 +39,7 @@ from local_cloud.api_server import API_KEY_HEADER, ApiGatewayApp
 from local_cloud.openapi import DOCUMENT_PATH
 from local_cloud.platform import LocalPlatform
 from mlops.api.contracts import MAX_BATCH_RECORDS, MAX_EXPLAIN_BATCH_RECORDS, MAX_FEATURE_BATCH_IDS
-from mlops.monitoring.capture import MAX_OUTCOMES
+from mlops.monitoring.outcomes import MAX_OUTCOMES
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from mlops.api.contracts import Prediction
 from mlops.data.features import Columns
-from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog, OutcomesRequest, score_bucket
+from mlops.monitoring.capture import InferenceCapture, score_bucket
+from mlops.monitoring.outcomes import Outcome, OutcomeLog, OutcomesRequest
 
 BUCKET = "monitoring-bucket"  # not plain "monitoring": moto routes monitoring.* hosts to CloudWatch
 MODEL = "churn"

@@ -13,18 +13,16 @@ from helpers import TELECOM_CSV, TELECOM_SCHEMA
 from mlops.data.dataset import frame_to_columns, read_dataset, split_dataset
 from mlops.data.features import Columns
 from mlops.data.schema import DataSchema
+from mlops.monitoring.baseline import OTHER, DriftBaseline, build_baseline
 from mlops.monitoring.drift import (
-    OTHER,
     PSI_EPSILON,
-    DriftBaseline,
     DriftReport,
     DriftThresholds,
     FeatureDrift,
-    build_baseline,
-    columns_from_records,
     detect_drift,
     population_stability_index,
 )
+from mlops.monitoring.monitor import columns_from_records
 
 CREATED_AT = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 

@@ -21,17 +21,20 @@ from mlops.core.artifacts import ArtifactStore
 from mlops.core.errors import ArtifactIntegrityError, FeatureValidationError, VersionNotDeployedError
 from mlops.core.settings import ScoringSettings
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
-from mlops.data.features import DERIVED_BY_NAME, FeatureSpec, fit_feature_spec, prepare_features
+from mlops.data.derived_features import DERIVED_BY_NAME
+from mlops.data.feature_fitting import fit_feature_spec
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import prepare_features
 from mlops.data.schema import DataSchema
 from mlops.registry.store import ModelStatus, ModelVersion, ProductionAlias
 from mlops.serving.explain import (
     ExplainableModel,
     explain_requests,
-    explainability_summary,
     load_explainable_version,
     reason,
     served_model,
 )
+from mlops.serving.global_importance import explainability_summary
 from mlops.serving.scoring import ModelProvider
 from mlops.training.candidates import CANDIDATES, build_pipeline
 from mlops.training.export import dump_skops, export_onnx

@@ -22,21 +22,17 @@ from mlops.audit.records import AuditEventType
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.clock import format_timestamp, utc
 from mlops.data.dataset import frame_to_columns, labels, read_dataset, split_dataset
-from mlops.data.features import Columns, FeatureSpec, fit_feature_spec
+from mlops.data.feature_fitting import fit_feature_spec
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import Columns
 from mlops.data.schema import DataSchema
-from mlops.monitoring import monitor as monitoring
-from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog
-from mlops.monitoring.drift import DriftBaseline, DriftThresholds, build_baseline
-from mlops.monitoring.monitor import (
-    MIN_OUTCOMES_FOR_ACCURACY,
-    MonitoringReport,
-    MonitorRequest,
-    audited_predictions,
-    latest_report,
-    measure_accuracy,
-    run_monitor,
-    store_report,
-)
+from mlops.monitoring import accuracy as monitoring
+from mlops.monitoring.accuracy import MIN_OUTCOMES_FOR_ACCURACY, audited_predictions, measure_accuracy
+from mlops.monitoring.baseline import DriftBaseline, build_baseline
+from mlops.monitoring.capture import InferenceCapture
+from mlops.monitoring.drift import DriftThresholds
+from mlops.monitoring.monitor import MonitoringReport, MonitorRequest, latest_report, run_monitor, store_report
+from mlops.monitoring.outcomes import Outcome, OutcomeLog
 from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion
 
 MODEL = "churn"

@@ -13,6 +13,7 @@ from mlops.data.schema import DataSchema
 from mlops.experiments.analysis import analyse
 from mlops.experiments.service import new_experiment
 from mlops.pilot import campaign
+from mlops.pilot import experiment as pilot_experiment
 from mlops.pilot.payloads import CampaignAssumptions, StepRequest
 
 TELECOM_SCHEMA = DataSchema(
@@ -36,7 +37,7 @@ def step_request(**design: object) -> StepRequest:
 
 def test_the_pilot_experiment_is_the_rule_against_the_model_planned_on_the_data_sets_churn_rate() -> None:
     request = step_request()
-    create = campaign.pilot_experiment_request(request, "churn", TELECOM_SCHEMA)
+    create = pilot_experiment.pilot_experiment_request(request, "churn", TELECOM_SCHEMA)
     assert create.name == "churn_model_v1_vs_baseline"
     assert [(v.name, v.weight, v.serves.value) for v in create.variants] == [
         ("baseline", 0.5, "service_calls_rule"),
@@ -45,13 +46,13 @@ def test_the_pilot_experiment_is_the_rule_against_the_model_planned_on_the_data_
     assert create.baseline_value == pytest.approx(1 - request.pilot.dataset.positive_rate, abs=1e-6)
     assert create.experiment_id.endswith(request.execution_name)
     # The same seed gives the same salt, hence the same assignment, on a rerun
-    assert create.salt == campaign.pilot_experiment_request(step_request(), "churn", TELECOM_SCHEMA).salt
+    assert create.salt == pilot_experiment.pilot_experiment_request(step_request(), "churn", TELECOM_SCHEMA).salt
 
 
 def test_the_service_calls_rule_is_refused_on_data_without_that_column_and_no_action_is_not() -> None:
     with pytest.raises(InvalidRequestError, match="number_customer_service_calls"):
-        campaign.pilot_experiment_request(step_request(), "churn", OTHER_SCHEMA)
-    create = campaign.pilot_experiment_request(step_request(baseline="no_action"), "churn", OTHER_SCHEMA)
+        pilot_experiment.pilot_experiment_request(step_request(), "churn", OTHER_SCHEMA)
+    create = pilot_experiment.pilot_experiment_request(step_request(baseline="no_action"), "churn", OTHER_SCHEMA)
     assert create.variants[0].serves.value == "no_action"
 
 
@@ -95,7 +96,7 @@ def test_the_business_impact_is_revenue_protected_minus_offer_cost_times_the_cus
         churn_risk=np.linspace(0, 1, 200),
     )
     experiment = new_experiment(
-        campaign.pilot_experiment_request(step_request(), "churn", TELECOM_SCHEMA), "2026-11-24T00:00:00.000Z"
+        pilot_experiment.pilot_experiment_request(step_request(), "churn", TELECOM_SCHEMA), "2026-11-24T00:00:00.000Z"
     )
     units = [f"u{i}" for i in range(200)]
     results = analyse(
@@ -104,10 +105,10 @@ def test_the_business_impact_is_revenue_protected_minus_offer_cost_times_the_cus
         {
             name: dict(zip(units, values.tolist(), strict=True))
             for name, values in {
-                campaign.RETAINED: retained.astype(float),
-                campaign.OFFERED: offered.astype(float),
-                campaign.CUSTOMER_VALUE: outcomes.customer_value,
-                campaign.CHURN_RISK: outcomes.churn_risk,
+                pilot_experiment.RETAINED: retained.astype(float),
+                pilot_experiment.OFFERED: offered.astype(float),
+                pilot_experiment.CUSTOMER_VALUE: outcomes.customer_value,
+                pilot_experiment.CHURN_RISK: outcomes.churn_risk,
             }.items()
         },
         "2026-11-24T00:00:00.000Z",

@@ -12,14 +12,10 @@ import pytest
 from pydantic import ValidationError
 
 from mlops.core.errors import DomainError, FeatureValidationError
-from mlops.data.features import (
-    DERIVED_FEATURES,
-    FeatureSpec,
-    fit_feature_spec,
-    imputed_features,
-    prepare_features,
-    records_to_columns,
-)
+from mlops.data.derived_features import DERIVED_FEATURES
+from mlops.data.feature_fitting import fit_feature_spec
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import imputed_features, prepare_features, records_to_columns
 from mlops.data.schema import DataSchema
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset
-from mlops.data.features import fit_feature_spec, prepare_features
+from mlops.data.feature_fitting import fit_feature_spec
+from mlops.data.features import prepare_features
 from mlops.data.schema import DataSchema
 from mlops.pilot.synthetic import SyntheticTelecomGenerator
 from mlops.training.selection import train_and_select

@@ -18,14 +18,9 @@ from sklearn.preprocessing import FunctionTransformer
 
 from mlops.core.errors import ArtifactIntegrityError, DataValidationError
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
-from mlops.data.features import (
-    FeatureSpec,
-    PreparedFeatures,
-    fit_feature_spec,
-    imputed_features,
-    prepare_features,
-    records_to_columns,
-)
+from mlops.data.feature_fitting import fit_feature_spec
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import PreparedFeatures, imputed_features, prepare_features, records_to_columns
 from mlops.data.schema import DataSchema
 from mlops.serving.onnx_model import OnnxChurnModel
 from mlops.training.candidates import CANDIDATES

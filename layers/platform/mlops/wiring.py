@@ -32,8 +32,9 @@ from mlops.registry.store import ModelRegistry
 if TYPE_CHECKING:
     from mlops.experiments.service import ExperimentService
     from mlops.feature_store.offline import OfflineFeatureStore
-    from mlops.monitoring.capture import InferenceCapture, OutcomeLog
+    from mlops.monitoring.capture import InferenceCapture
     from mlops.monitoring.monitor import ModelMonitor
+    from mlops.monitoring.outcomes import OutcomeLog
     from mlops.serving.batch import PlannedModels
     from mlops.serving.explain import ExplainableModel
     from mlops.serving.explanation import ExplanationService
@@ -117,7 +118,7 @@ class Wiring[SettingsT: FunctionSettings]:
 
     @cached_property
     def outcome_log(self) -> OutcomeLog:
-        from mlops.monitoring.capture import OutcomeLog
+        from mlops.monitoring.outcomes import OutcomeLog
 
         settings: Any = self.settings
         return OutcomeLog(settings.monitoring_bucket, self.s3, settings.model_name)
@@ -205,9 +206,10 @@ class Wiring[SettingsT: FunctionSettings]:
 
     @cached_property
     def model_monitor(self) -> ModelMonitor:
+        from mlops.monitoring.accuracy import audited_predictions
         from mlops.monitoring.capture import InferenceCapture
         from mlops.monitoring.drift import DriftThresholds
-        from mlops.monitoring.monitor import ModelMonitor, audited_predictions
+        from mlops.monitoring.monitor import ModelMonitor
 
         settings: Any = self.settings
         return ModelMonitor(

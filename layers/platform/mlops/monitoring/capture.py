@@ -1,36 +1,29 @@
-"""What the model sees and what then happens: sampled inference capture and logged outcomes, in S3.
+"""What the model sees: a sample of scored requests, in S3 (`InferenceCapture`).
 
-- The scoring function captures a sample of what it scored (`InferenceCapture`): the raw inputs after stored
-  features are merged in, the score and the model version, never the customer id. One JSON-lines object per
-  request under `capture/<model>/dt=<day>/hour=<hh>/`.
-- Outcomes (did the customer churn?) arrive later through `POST /outcomes` (`OutcomeLog`), under
-  `outcomes/<model>/dt=<day>/`.
+The scoring function captures a sample of what it scored: the raw inputs after stored features are merged in,
+the score and the model version, never the customer id. One JSON-lines object per request under
+`capture/<model>/dt=<day>/hour=<hh>/`. `score_bucket` names the score's bucket in the scoring metrics.
 
-Only boto3, numpy, pydantic and Powertools here: the scoring function imports this module
-(`mlops.monitoring.monitor`, which needs scipy for drift statistics, is for the monitor alone).
+No scipy here: the scoring function imports this module (`mlops.monitoring.monitor`, which needs scipy for
+drift statistics, is for the monitor alone).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from mlops.api.contracts import EntityId, IsoDateTime, Prediction
+from mlops.api.contracts import Prediction
 from mlops.core.clock import utc
-from mlops.core.observability import MetricUnit, metrics
 from mlops.data.features import Columns
+from mlops.monitoring.store import JsonLinesStore, hours_between
 
 CAPTURE_PREFIX = "capture"
-OUTCOMES_PREFIX = "outcomes"
-MAX_OUTCOMES = 1000
-"""Outcomes one POST /outcomes may log."""
 
 
 def score_bucket(probability: float) -> str:
@@ -39,39 +32,13 @@ def score_bucket(probability: float) -> str:
     return f"{low:.1f}-{low + 0.1:.1f}"
 
 
-def _hours(since: dt.datetime, until: dt.datetime) -> Iterator[dt.datetime]:
-    hour = since.replace(minute=0, second=0, microsecond=0)
-    while hour <= until:
-        yield hour
-        hour += dt.timedelta(hours=1)
-
-
 def _json_value(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return None if np.isnan(value) else float(value)
     return value
 
 
-class _JsonLinesStore:
-    """JSON-lines objects in one bucket, read back by key prefix."""
-
-    def __init__(self, bucket: str, s3_client: Any) -> None:
-        self.bucket = bucket
-        self.s3 = s3_client
-
-    def put_lines(self, key: str, rows: Sequence[dict[str, Any]]) -> None:
-        body = "\n".join(json.dumps(row, separators=(",", ":")) for row in rows).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
-
-    def read_lines(self, prefix: str) -> Iterator[dict[str, Any]]:
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
-                yield from (json.loads(line) for line in body.splitlines() if line.strip())
-
-
-# ------------------------------------------------------------------------------------------------ capture
-class InferenceCapture(_JsonLinesStore):
+class InferenceCapture(JsonLinesStore):
     """A sample of scored requests, for drift monitoring (the audit trail keeps only hashes of the inputs)."""
 
     def __init__(
@@ -112,7 +79,7 @@ class InferenceCapture(_JsonLinesStore):
         """Captured rows between `since` and `until` (optionally of one model version)."""
         since, until = utc(since), utc(until)
         rows = []
-        for hour in _hours(since, until):
+        for hour in hours_between(since, until):
             for row in self.read_lines(self._hour_prefix(hour)):
                 captured = dt.datetime.fromisoformat(row["captured_at"])
                 if since <= captured <= until and model_version in (None, row["model_version"]):
@@ -121,62 +88,3 @@ class InferenceCapture(_JsonLinesStore):
 
     def _hour_prefix(self, moment: dt.datetime) -> str:
         return f"{CAPTURE_PREFIX}/{self.model_name}/dt={moment:%Y-%m-%d}/hour={moment:%H}/"
-
-
-# ------------------------------------------------------------------------------------------------ outcomes
-class Outcome(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    customer_id: EntityId
-    churned: StrictBool  # not 0/1 or "yes": the document says boolean
-    observed_at: IsoDateTime = Field(description="When the outcome was known (ISO-8601 with a time zone).")
-
-
-class OutcomesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    outcomes: list[Outcome] = Field(min_length=1, max_length=MAX_OUTCOMES)
-
-
-class OutcomesAccepted(BaseModel):
-    accepted: int
-    key: str
-
-
-class OutcomeLog(_JsonLinesStore):
-    """Observed outcomes, one object per `POST /outcomes`, partitioned by the day they were logged."""
-
-    def __init__(self, bucket: str, s3_client: Any, model_name: str) -> None:
-        super().__init__(bucket, s3_client)
-        self.model_name = model_name
-
-    def write(self, outcomes: Sequence[Outcome], request_id: str, now: dt.datetime | None = None) -> str:
-        moment = utc(now)
-        key = f"{self._day_prefix(moment)}{moment:%H%M%S}-{request_id}.jsonl"
-        self.put_lines(key, [{**o.model_dump(mode="json"), "logged_at": moment.isoformat()} for o in outcomes])
-        return key
-
-    def read(self, since: dt.datetime, until: dt.datetime) -> list[Outcome]:
-        """Outcomes logged between `since` and `until` (by when they were logged, not observed)."""
-        since, until = utc(since), utc(until)
-        days = sorted({hour.date() for hour in _hours(since, until)})
-        rows = (
-            row
-            for day in days
-            for row in self.read_lines(self._day_prefix(dt.datetime.combine(day, dt.time(), dt.UTC)))
-        )
-        return [
-            Outcome.model_validate({k: v for k, v in row.items() if k != "logged_at"})
-            for row in rows
-            if since <= dt.datetime.fromisoformat(row["logged_at"]) <= until
-        ]
-
-    def _day_prefix(self, moment: dt.datetime) -> str:
-        return f"{OUTCOMES_PREFIX}/{self.model_name}/dt={moment:%Y-%m-%d}/"
-
-
-def accept_outcomes(log: OutcomeLog, outcomes: Sequence[Outcome], request_id: str) -> OutcomesAccepted:
-    """What `POST /outcomes` does: the outcomes in one object (named after the request), counted (`OutcomesLogged`)."""
-    key = log.write(outcomes, request_id)
-    metrics.add_metric(name="OutcomesLogged", unit=MetricUnit.Count, value=len(outcomes))
-    return OutcomesAccepted(accepted=len(outcomes), key=key)

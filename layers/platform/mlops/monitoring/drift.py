@@ -1,8 +1,6 @@
-"""Data drift: the training distribution stored at training time, and recent inference inputs compared to it.
+"""Data drift: recent inference inputs compared to the training baseline (:mod:`mlops.monitoring.baseline`).
 
-:func:`build_baseline` summarises the training rows (and the model's scores on held-out rows) as bin shares;
-:func:`columns_from_records` turns capture records (what the scoring function stores) into columns;
-:func:`detect_drift` compares recent columns with the baseline and returns a :class:`DriftReport`.
+:func:`detect_drift` compares recent columns (and scores) with the baseline and returns a :class:`DriftReport`.
 
 numpy, scipy and pydantic only: this module runs in a Lambda function, without pandas or scikit-learn.
 
@@ -22,24 +20,17 @@ How drift is measured:
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from mlops.core.clock import utc
-from mlops.data.features import Columns
-from mlops.data.schema import DataSchema
+from mlops.monitoring.baseline import OTHER, CategoricalBaseline, DriftBaseline, NumericBaseline, bin_counts, row_count
 
-OTHER = "__other__"
-"""Bucket of the categories under :data:`MIN_CATEGORY_SHARE` in training, and of unseen categories."""
-MIN_CATEGORY_SHARE = 0.01
-"""Categories rarer than this in training are merged into :data:`OTHER` (too few rows to compare alone)."""
 PSI_EPSILON = 1e-4
 """Smallest share a bin is given in a PSI (or chi-square expectation), so empty bins stay finite."""
 SCORE_KEY = "churn_probability"
@@ -60,26 +51,6 @@ class DriftThresholds(BaseModel):
         default=0.1, ge=0, description="A significant categorical difference counts only above this PSI."
     )
     min_rows: int = Field(default=200, ge=1, description="Fewer recent rows than this: no verdict.")
-
-
-class NumericBaseline(BaseModel):
-    edges: list[float] = Field(description="Interior bin edges (training quantiles, strictly increasing).")
-    proportions: list[float] = Field(description="Share of training rows per bin (len(edges) + 1).")
-    missing_share: float = 0.0
-
-
-class CategoricalBaseline(BaseModel):
-    proportions: dict[str, float] = Field(description="Share of training rows per category (incl. OTHER).")
-    missing_share: float = 0.0
-
-
-class DriftBaseline(BaseModel):
-    created_at: dt.datetime
-    rows: int
-    numeric: dict[str, NumericBaseline]
-    categorical: dict[str, CategoricalBaseline]
-    score: NumericBaseline = Field(description="The model's churn probabilities on the held-out rows.")
-    score_rows: int = Field(default=0, description="Number of held-out rows the score distribution comes from.")
 
 
 class FeatureDrift(BaseModel):
@@ -107,114 +78,6 @@ class DriftReport(BaseModel):
     score_psi: float | None
 
 
-# --------------------------------------------------------------------------------------------------------
-# Baseline (training time).
-# --------------------------------------------------------------------------------------------------------
-
-
-def build_baseline(
-    columns: Mapping[str, np.ndarray],
-    scores: np.ndarray,
-    schema: DataSchema,
-    *,
-    bins: int = 10,
-    created_at: dt.datetime | None = None,
-) -> DriftBaseline:
-    """The training distribution of every schema feature, and of the model's scores on held-out rows.
-
-    Numeric bins have training-quantile edges (deduplicated, so a near-constant column gets few bins);
-    shares are over non-missing rows, ``missing_share`` over all rows. Categorical shares likewise, with
-    categories under 1% merged into :data:`OTHER`. Raises ``ValueError`` for a schema feature absent from
-    ``columns``, no rows, or ``bins < 2``.
-    """
-    if bins < 2:
-        raise ValueError("bins must be at least 2")
-    absent = [name for name in schema.feature_columns if name not in columns]
-    if absent:
-        raise ValueError(f"feature columns missing from the training data: {absent}")
-    rows = _row_count([columns[name] for name in schema.feature_columns])
-    scores = np.asarray(scores, dtype=np.float64)
-    if rows == 0 or scores.size == 0:
-        raise ValueError("a baseline needs at least one training row and one score")
-    return DriftBaseline(
-        created_at=created_at or utc(),
-        rows=rows,
-        numeric={name: _numeric_baseline(columns[name], bins) for name in schema.numerical},
-        categorical={name: _categorical_baseline(columns[name]) for name in schema.categorical},
-        score=_numeric_baseline(scores, bins),
-        score_rows=int(scores.size),
-    )
-
-
-def _numeric_baseline(values: np.ndarray, bins: int) -> NumericBaseline:
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    missing_share = 1.0 - finite.size / values.size
-    if finite.size == 0:
-        return NumericBaseline(edges=[], proportions=[0.0], missing_share=missing_share)
-    edges = np.unique(np.quantile(finite, np.arange(1, bins) / bins))
-    edges = edges[edges > finite.min()]  # an edge at the minimum would only add an always-empty first bin
-    counts = _bin_counts(edges, finite)
-    return NumericBaseline(
-        edges=edges.tolist(), proportions=(counts / finite.size).tolist(), missing_share=missing_share
-    )
-
-
-def _categorical_baseline(values: np.ndarray) -> CategoricalBaseline:
-    present = [value for value in values if isinstance(value, str)]
-    proportions: dict[str, float] = {}
-    other = 0.0
-    if present:
-        categories, counts = np.unique(np.array(present, dtype=str), return_counts=True)
-        shares = counts / len(present)
-        kept = shares >= MIN_CATEGORY_SHARE
-        proportions = dict(zip(map(str, categories[kept]), shares[kept].tolist(), strict=True))
-        other = float(shares[~kept].sum())
-    proportions[OTHER] = other  # always there: unseen categories are counted in it
-    return CategoricalBaseline(proportions=proportions, missing_share=1.0 - len(present) / len(values))
-
-
-# --------------------------------------------------------------------------------------------------------
-# Capture records -> columns.
-# --------------------------------------------------------------------------------------------------------
-
-
-def columns_from_records(records: Sequence[Mapping[str, Any]], schema: DataSchema) -> tuple[Columns, np.ndarray]:
-    """Capture records (``{"features": {...}, "churn_probability": p}``) as :data:`Columns` and scores.
-
-    A missing key or ``None`` is missing (NaN / ``None``); integer categories become ``str`` as in
-    :func:`mlops.data.features.records_to_columns`. The records were validated when scored, so any other
-    unexpected value is counted as missing rather than failing the whole drift check.
-    """
-    features = [record.get("features") or {} for record in records]
-    columns: Columns = {
-        name: np.array([_number(row.get(name)) for row in features], dtype=np.float64) for name in schema.numerical
-    }
-    for name in schema.categorical:
-        columns[name] = np.array([_text(row.get(name)) for row in features], dtype=object)
-    scores = np.array([_number(record.get(SCORE_KEY)) for record in records], dtype=np.float64)
-    return columns, scores
-
-
-def _number(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return np.nan
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-# --------------------------------------------------------------------------------------------------------
-# Detection.
-# --------------------------------------------------------------------------------------------------------
-
-
 def population_stability_index(
     expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, epsilon: float = PSI_EPSILON
 ) -> float:
@@ -240,7 +103,7 @@ def detect_drift(
     lists features only; the score's verdict is ``score.drifted`` (both count for ``drift_detected``).
     """
     thresholds = thresholds or DriftThresholds()
-    rows = _row_count([*columns.values(), *([] if scores is None else [np.asarray(scores)])])
+    rows = row_count([*columns.values(), *([] if scores is None else [np.asarray(scores)])])
     verdict = rows >= thresholds.min_rows
     features = [
         _numeric_drift(name, "numeric", _numeric_binned(numeric, columns.get(name), rows), thresholds, verdict)
@@ -292,7 +155,7 @@ def _binned(
 def _numeric_binned(baseline: NumericBaseline, values: np.ndarray | None, rows: int) -> _Binned:
     values = np.full(rows, np.nan) if values is None else np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
-    counts = _bin_counts(np.asarray(baseline.edges, dtype=np.float64), finite)
+    counts = bin_counts(np.asarray(baseline.edges, dtype=np.float64), finite)
     labels = _interval_labels(baseline.edges)
     return _binned(labels, baseline.proportions, baseline.missing_share, counts, values.size - finite.size)
 
@@ -350,22 +213,9 @@ def _chi_square(binned: _Binned) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def _bin_counts(edges: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """Rows per bin; bin i holds edges[i-1] <= value < edges[i]."""
-    return np.bincount(np.searchsorted(edges, finite, side="right"), minlength=edges.size + 1)
-
-
 def _interval_labels(edges: Sequence[float]) -> list[str]:
     if not edges:
         return ["all values"]
     text = [f"{edge:.6g}" for edge in edges]
     middle = [f"{low} \N{EN DASH} {high}" for low, high in pairwise(text)]
     return [f"< {text[0]}", *middle, f"\N{GREATER-THAN OR EQUAL TO} {text[-1]}"]
-
-
-def _row_count(arrays: Sequence[np.ndarray]) -> int:
-    """Common length of the arrays (0 when there are none); raises ``ValueError`` if they differ."""
-    lengths = {len(array) for array in arrays}
-    if len(lengths) > 1:
-        raise ValueError(f"columns (and scores) must have the same length, got lengths {sorted(lengths)}")
-    return lengths.pop() if lengths else 0

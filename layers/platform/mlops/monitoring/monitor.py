@@ -1,106 +1,36 @@
 """The scheduled model monitor: drift of captured inputs against the training baseline, and accuracy on logged
 outcomes joined with the audited predictions (`run_monitor`); its report is stored under `monitoring/<model>/`
-and emitted as the metrics the alarms watch (`ModelMonitor`, what the scheduled function runs).
+and emitted as the metrics the alarms watch (`ModelMonitor`, what the scheduled function runs). Capture records
+become the columns drift is measured on through `columns_from_records`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlops.audit.queries import query_audit
-from mlops.audit.records import AuditEventType
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.clock import utc
 from mlops.core.observability import MetricUnit, logger, metrics
-from mlops.data.features import FeatureSpec
-from mlops.monitoring.capture import InferenceCapture, Outcome, OutcomeLog
-from mlops.monitoring.drift import DriftBaseline, DriftReport, DriftThresholds, columns_from_records, detect_drift
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import Columns
+from mlops.data.schema import DataSchema
+from mlops.monitoring.accuracy import AccuracyReport, measure_accuracy
+from mlops.monitoring.baseline import DriftBaseline
+from mlops.monitoring.capture import InferenceCapture
+from mlops.monitoring.drift import SCORE_KEY, DriftReport, DriftThresholds, detect_drift
+from mlops.monitoring.outcomes import OutcomeLog
 from mlops.registry.store import ModelRegistry
 
 REPORTS_PREFIX = "monitoring"
-MIN_OUTCOMES_FOR_ACCURACY = 50
-AUDIT_PAGE = 500
 MAX_WINDOW_HOURS = 24 * 31
 
 
-# ------------------------------------------------------------------------------------------------ accuracy
-class AccuracyReport(BaseModel):
-    """The model's own decisions (probability >= its threshold, whatever variant was served) against outcomes."""
-
-    outcomes: int
-    matched: int = Field(description="Outcomes with a prediction for the same customer before them.")
-    sufficient_data: bool
-    accuracy: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    confusion_matrix: dict[str, int] | None = None
-
-
-def audited_predictions(
-    audit_table: str, dynamodb_client: Any, since: dt.datetime, until: dt.datetime
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(occurred_at, prediction) for every audited prediction in the span, single or batched records."""
-    token = None
-    while True:
-        page = query_audit(
-            audit_table,
-            dynamodb_client,
-            event_type=AuditEventType.PREDICTION,
-            since=since,
-            until=until,
-            limit=AUDIT_PAGE,
-            page_token=token,
-        )
-        for record in page.records:
-            details = record.event.details
-            entries = details.get("predictions", [details])
-            for entry in entries if isinstance(entries, list) else []:
-                if isinstance(entry, dict):
-                    yield record.event.occurred_at, entry
-        token = page.next_page_token
-        if token is None:
-            return
-
-
-def measure_accuracy(
-    outcomes: Sequence[Outcome], predictions: Iterator[tuple[str, dict[str, Any]]], model_version: str | None = None
-) -> AccuracyReport:
-    """Join each outcome with the latest prediction for its customer made before it was observed."""
-    by_customer: dict[str, list[tuple[dt.datetime, dict[str, Any]]]] = {}
-    for occurred_at, entry in predictions:
-        if model_version is None or entry.get("model_version") == model_version:
-            by_customer.setdefault(str(entry.get("customer_id")), []).append(
-                (dt.datetime.fromisoformat(occurred_at), entry)
-            )
-    pairs = []
-    for outcome in outcomes:
-        before = [p for p in by_customer.get(outcome.customer_id, []) if p[0] <= utc(outcome.observed_at)]
-        if before:
-            entry = max(before, key=lambda p: p[0])[1]
-            pairs.append((float(entry["churn_probability"]) >= float(entry["threshold"]), outcome.churned))
-    if len(pairs) < MIN_OUTCOMES_FOR_ACCURACY:
-        return AccuracyReport(outcomes=len(outcomes), matched=len(pairs), sufficient_data=False)
-    predicted, actual = (np.array(side, dtype=bool) for side in zip(*pairs, strict=True))
-    tp, fp = int((predicted & actual).sum()), int((predicted & ~actual).sum())
-    fn, tn = int((~predicted & actual).sum()), int((~predicted & ~actual).sum())
-    return AccuracyReport(
-        outcomes=len(outcomes),
-        matched=len(pairs),
-        sufficient_data=True,
-        accuracy=round((tp + tn) / len(pairs), 6),
-        precision=round(tp / (tp + fp), 6) if tp + fp else 0.0,
-        recall=round(tp / (tp + fn), 6) if tp + fn else 0.0,
-        confusion_matrix={"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-    )
-
-
-# ------------------------------------------------------------------------------------------------ the monitor
 class MonitorRequest(BaseModel):
     """The scheduled event (EventBridge: no fields) or a direct invoke. The window ends at `until` (default now)
     and starts at `since`, or `window_hours` before its end (default: the function's MONITOR_WINDOW_HOURS)."""
@@ -180,6 +110,37 @@ def run_monitor(
         drift=drift,
         accuracy=accuracy,
     )
+
+
+def columns_from_records(records: Sequence[Mapping[str, Any]], schema: DataSchema) -> tuple[Columns, np.ndarray]:
+    """Capture records (``{"features": {...}, "churn_probability": p}``) as :data:`Columns` and scores.
+
+    A missing key or ``None`` is missing (NaN / ``None``); integer categories become ``str`` as in
+    :func:`mlops.data.features.records_to_columns`. The records were validated when scored, so any other
+    unexpected value is counted as missing rather than failing the whole drift check.
+    """
+    features = [record.get("features") or {} for record in records]
+    columns: Columns = {
+        name: np.array([_number(row.get(name)) for row in features], dtype=np.float64) for name in schema.numerical
+    }
+    for name in schema.categorical:
+        columns[name] = np.array([_text(row.get(name)) for row in features], dtype=object)
+    scores = np.array([_number(record.get(SCORE_KEY)) for record in records], dtype=np.float64)
+    return columns, scores
+
+
+def _number(value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return np.nan
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def store_report(reports: Any, bucket: str, report: MonitoringReport) -> MonitoringReport:

@@ -22,7 +22,9 @@ from mlops.core.artifacts import ArtifactRef, ArtifactStore, sha256_hex
 from mlops.core.clock import utc_now
 from mlops.core.errors import DataValidationError, ParityError
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
-from mlops.data.features import FeatureSpec, fit_feature_spec, prepare_features
+from mlops.data.feature_fitting import fit_feature_spec
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import prepare_features
 from mlops.data.schema import DataSchema
 from mlops.feature_store.ingestion import ingest_file, training_frame_from_store
 from mlops.feature_store.offline import OfflineFeatureStore
@@ -32,7 +34,7 @@ from mlops.feature_store.online import (
     OnlineFeatureStore,
     feature_group_from_schema,
 )
-from mlops.monitoring.drift import build_baseline
+from mlops.monitoring.baseline import build_baseline
 from mlops.pilot.payloads import (
     MODELS_PREFIX,
     PARITY_TOLERANCE,
@@ -47,8 +49,9 @@ from mlops.pilot.segments import telecom_segments
 from mlops.registry.model_card import ModelCard, build_model_card
 from mlops.registry.model_card_markdown import render_markdown
 from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, StatusChange
-from mlops.serving.explain import TreeShapExplainer, explainability_summary
+from mlops.serving.global_importance import explainability_summary
 from mlops.serving.onnx_model import OnnxChurnModel
+from mlops.serving.tree_shap import TreeShapExplainer
 from mlops.training.evaluation import evaluate
 from mlops.training.export import dump_skops, export_onnx, load_skops, max_probability_difference
 from mlops.training.selection import train_and_select

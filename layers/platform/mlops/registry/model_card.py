@@ -108,7 +108,7 @@ class ModelCard(_Section):
     segments: list[SegmentMetrics]
     limitations: list[str]
     explainability: dict[str, Any] = Field(
-        description="`mlops.serving.explain.explainability_summary`, passed through."
+        description="`mlops.serving.global_importance.explainability_summary`, passed through."
     )
     lineage: Lineage
     approval_history: list[StatusChange]

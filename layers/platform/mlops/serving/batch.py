@@ -13,7 +13,7 @@ import pandas as pd
 from mlops.core.artifacts import ArtifactRef, ArtifactStore, sha256_hex
 from mlops.core.errors import ArtifactIntegrityError
 from mlops.data.dataset import frame_to_columns, read_dataset
-from mlops.data.features import FeatureSpec
+from mlops.data.feature_spec import FeatureSpec
 from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion
 from mlops.serving.batch_plan import BatchPlan, ChunkPlan, part_key
 from mlops.serving.onnx_model import OnnxChurnModel

@@ -6,7 +6,8 @@ import numpy as np
 import onnxruntime as ort
 
 from mlops.core.errors import ArtifactIntegrityError
-from mlops.data.features import Columns, FeatureSpec, PreparedFeatures, prepare_features
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import Columns, PreparedFeatures, prepare_features
 
 PROBABILITY_OUTPUT = "probabilities"
 """ONNX output with the (n, 2) class probabilities; column 1 is the positive class (see mlops.training.export)."""

@@ -22,7 +22,8 @@ from mlops.core.errors import (
     ModelUnavailableError,
 )
 from mlops.core.observability import MetricUnit, logger, metrics
-from mlops.data.features import Columns, FeatureSpec, PreparedFeatures, imputed_features, records_to_columns
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import Columns, PreparedFeatures, imputed_features, records_to_columns
 from mlops.feature_store.online import FeatureRecord, OnlineFeatureLookup
 from mlops.registry.store import ModelRegistry, ModelVersion
 from mlops.serving.onnx_model import OnnxChurnModel

@@ -11,7 +11,7 @@ from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from mlops.data.features import FeatureSpec
+from mlops.data.feature_spec import FeatureSpec
 
 
 def _random_forest(seed: int) -> ClassifierMixin:

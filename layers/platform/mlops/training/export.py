@@ -16,7 +16,8 @@ from sklearn.pipeline import Pipeline
 
 from mlops.core.errors import ArtifactIntegrityError
 from mlops.data.dataset import prepared_to_frame
-from mlops.data.features import FeatureSpec, PreparedFeatures
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import PreparedFeatures
 
 TARGET_OPSET: Final[dict[str, int]] = {"": 18, "ai.onnx.ml": 3}
 """Pinned ONNX opsets: supported by onnxruntime 1.32 and stable across skl2onnx upgrades."""

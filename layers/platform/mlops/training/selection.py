@@ -22,7 +22,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame
-from mlops.data.features import FeatureSpec, prepare_features
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import prepare_features
 from mlops.training.candidates import CANDIDATES, available_threads, build_pipeline
 
 

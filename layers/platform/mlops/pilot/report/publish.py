@@ -14,14 +14,15 @@ import numpy as np
 from mlops.core.artifacts import ArtifactRef, ArtifactStore
 from mlops.core.clock import utc
 from mlops.data.dataset import frame_to_columns, labels, read_dataset
-from mlops.data.features import FeatureSpec, PreparedFeatures
+from mlops.data.feature_spec import FeatureSpec
+from mlops.data.features import PreparedFeatures
 from mlops.monitoring.monitor import MonitoringReport
 from mlops.pilot.payloads import StepRequest, run_prefix
 from mlops.pilot.report.inputs import ReportInputs
 from mlops.pilot.report.render import render_report
 from mlops.registry.model_card import ModelCard
-from mlops.serving.explain import TreeShapExplainer
 from mlops.serving.onnx_model import OnnxChurnModel
+from mlops.serving.tree_shap import TreeShapExplainer
 from mlops.training.export import load_skops
 from mlops.training.threshold import ThresholdChoice
 

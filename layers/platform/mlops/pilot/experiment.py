@@ -1,0 +1,122 @@
+"""The pilot's A/B test `churn_model_v1_vs_baseline`: retention offers chosen by the baseline or by the model,
+started on the newly deployed model.
+
+Its metrics are the campaign's observables (:mod:`mlops.pilot.campaign`): retained, offered and the customer value,
+with the model's churn risk as the CUPED covariate.
+"""
+
+from __future__ import annotations
+
+from mlops.audit.events import experiment_event
+from mlops.audit.records import AuditEventType
+from mlops.audit.trail import AuditTrail
+from mlops.core.artifacts import ArtifactStore
+from mlops.core.clock import utc_now
+from mlops.core.errors import ExperimentNotFoundError, InvalidRequestError
+from mlops.data.schema import DataSchema
+from mlops.experiments.models import (
+    DecisionPolicy,
+    Direction,
+    ExperimentCreate,
+    MetricKind,
+    MetricSpec,
+    VariantSpec,
+)
+from mlops.experiments.service import new_experiment
+from mlops.experiments.serving import SERVICE_CALLS
+from mlops.experiments.store import ExperimentStore
+from mlops.pilot.payloads import ExperimentStartReport, StepRequest
+
+BASELINE = "baseline"
+MODEL = "model"
+RETAINED = "retained"
+OFFERED = "offered"
+CUSTOMER_VALUE = "customer_value_usd"
+"""Observable per customer: annual value if retained - offer cost if offered."""
+CHURN_RISK = "churn_risk"
+"""CUPED covariate: the model's churn probability, computed from pre-experiment features for every unit."""
+
+
+def pilot_experiment_request(request: StepRequest, model_name: str, schema: DataSchema) -> ExperimentCreate:
+    pilot = request.pilot
+    dataset = request.require(pilot.dataset, "dataset")
+    plan = pilot.experiment_design
+    baseline = DecisionPolicy(plan.baseline)
+    if baseline is DecisionPolicy.SERVICE_CALLS_RULE and SERVICE_CALLS not in schema.numerical:
+        raise InvalidRequestError(
+            field="experiment_design.baseline",
+            message=f"the service calls rule needs the numerical column {SERVICE_CALLS}, which "
+            f"{schema.dataset_name or 'this data set'} does not have (choose the no_action baseline)",
+        )
+    return ExperimentCreate(
+        experiment_id=f"{plan.name}-{request.execution_name}"[:128],
+        name=plan.name,
+        description=f"Retention offers chosen by the baseline ({baseline.value}) or by the model ({model_name}), "
+        f"split {1 - plan.treatment_share:g}/{plan.treatment_share:g}; started by pilot {request.execution_name}.",
+        model_name=model_name,
+        variants=[
+            VariantSpec(name=BASELINE, weight=1 - plan.treatment_share, serves=baseline),
+            VariantSpec(name=MODEL, weight=plan.treatment_share, serves=DecisionPolicy.MODEL),
+        ],
+        control=BASELINE,
+        primary_metric=MetricSpec(name=RETAINED, kind=MetricKind.CONVERSION, direction=Direction.INCREASE),
+        guardrail_metrics=[
+            MetricSpec(name=CUSTOMER_VALUE, kind=MetricKind.CONTINUOUS, direction=Direction.INCREASE),
+            MetricSpec(name=OFFERED, kind=MetricKind.CONVERSION, direction=Direction.DECREASE),
+        ],
+        minimum_detectable_effect=plan.minimum_detectable_effect,
+        # Planned against the retention rate with no campaign at all: 1 - the data set's churn rate.
+        baseline_value=round(1 - dataset.positive_rate, 6),
+        alpha=plan.alpha,
+        power=plan.power,
+        cuped_covariate=CHURN_RISK,
+        # Seeded like the rest of the pilot, so a rerun with the same seed assigns the same customers alike.
+        salt=f"{plan.name}:seed-{pilot.seed}",
+    )
+
+
+def start_pilot_experiment(
+    request: StepRequest, artifacts: ArtifactStore, store: ExperimentStore, trail: AuditTrail, model_name: str
+) -> ExperimentStartReport:
+    """Start the experiment on the newly deployed model; one it replaces is stopped (its treatment changed).
+    Both are audited, with the execution as the actor.
+
+    Idempotent: the id comes from the execution, so a retried step finds the experiment it already created.
+    """
+    dataset = request.require(request.pilot.dataset, "dataset")
+    schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
+    create = pilot_experiment_request(request, model_name, schema)
+    assert create.experiment_id is not None
+    stopped_previous = None
+    try:
+        experiment = store.get(create.experiment_id)
+    except ExperimentNotFoundError:
+        running = store.running_for_model(model_name)
+        if running is not None:
+            store.stop(running, reason=f"superseded by the deployment of pilot {request.execution_name}")
+            stopped_previous = running.experiment_id
+        experiment = new_experiment(create, utc_now())
+        store.create(experiment)
+    report = ExperimentStartReport(
+        experiment_id=experiment.experiment_id,
+        name=experiment.name,
+        model_name=model_name,
+        variants=experiment.variants,
+        plan=experiment.plan,
+        stopped_previous=stopped_previous,
+    )
+    actor = f"pilot:{request.execution_name}"
+    if report.stopped_previous:
+        trail.append(
+            experiment_event(AuditEventType.EXPERIMENT_STOPPED, report.stopped_previous, actor, reason="superseded")
+        )
+    trail.append(
+        experiment_event(
+            AuditEventType.EXPERIMENT_CREATED,
+            report.experiment_id,
+            actor,
+            model_name=report.model_name,
+            variants={v.name: v.weight for v in report.variants},
+        )
+    )
+    return report
