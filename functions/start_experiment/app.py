@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.core.observability import instrumented_handler, logger
+from mlops.experiments.service import ExperimentService
 from mlops.pilot.experiment import start_pilot_experiment
 from mlops.pilot.payloads import StepRequest
 from mlops.pilot.settings import PilotExperimentSettings
@@ -23,8 +24,7 @@ wiring = Wiring(PilotExperimentSettings)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = wiring.settings
     request = StepRequest.model_validate(event)
-    report = start_pilot_experiment(
-        request, wiring.artifacts, wiring.experiment_store, wiring.audit_trail("pilot-experiment"), settings.model_name
-    )
+    experiments = ExperimentService(wiring.experiment_store, wiring.audit_trail("pilot-experiment"))
+    report = start_pilot_experiment(request, wiring.artifacts, experiments, settings.model_name)
     logger.info("Experiment started", extra=report.model_dump(include={"experiment_id", "stopped_previous"}))
     return report.model_dump(mode="json")

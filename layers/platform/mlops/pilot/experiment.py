@@ -7,11 +7,7 @@ with the model's churn risk as the CUPED covariate.
 
 from __future__ import annotations
 
-from mlops.audit.events import experiment_event
-from mlops.audit.records import AuditEventType
-from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactStore
-from mlops.core.clock import utc_now
 from mlops.core.errors import ExperimentNotFoundError, InvalidRequestError
 from mlops.data.schema import DataSchema
 from mlops.experiments.models import (
@@ -22,9 +18,8 @@ from mlops.experiments.models import (
     MetricSpec,
     VariantSpec,
 )
-from mlops.experiments.service import new_experiment
+from mlops.experiments.service import ExperimentService
 from mlops.experiments.serving import SERVICE_CALLS
-from mlops.experiments.store import ExperimentStore
 from mlops.pilot.payloads import ExperimentStartReport, StepRequest
 
 BASELINE = "baseline"
@@ -76,10 +71,10 @@ def pilot_experiment_request(request: StepRequest, model_name: str, schema: Data
 
 
 def start_pilot_experiment(
-    request: StepRequest, artifacts: ArtifactStore, store: ExperimentStore, trail: AuditTrail, model_name: str
+    request: StepRequest, artifacts: ArtifactStore, experiments: ExperimentService, model_name: str
 ) -> ExperimentStartReport:
     """Start the experiment on the newly deployed model; one it replaces is stopped (its treatment changed).
-    Both are audited, with the execution as the actor.
+    The experiment service audits both, with the execution as the actor.
 
     Idempotent: the id comes from the execution, so a retried step finds the experiment it already created.
     """
@@ -87,17 +82,17 @@ def start_pilot_experiment(
     schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
     create = pilot_experiment_request(request, model_name, schema)
     assert create.experiment_id is not None
+    actor = f"pilot:{request.execution_name}"
     stopped_previous = None
     try:
-        experiment = store.get(create.experiment_id)
+        experiment = experiments.get(create.experiment_id)
     except ExperimentNotFoundError:
-        running = store.running_for_model(model_name)
+        running = experiments.store.running_for_model(model_name)
         if running is not None:
-            store.stop(running, reason=f"superseded by the deployment of pilot {request.execution_name}")
-            stopped_previous = running.experiment_id
-        experiment = new_experiment(create, utc_now())
-        store.create(experiment)
-    report = ExperimentStartReport(
+            reason = f"superseded by the deployment of pilot {request.execution_name}"
+            stopped_previous = experiments.stop(running.experiment_id, reason, actor).experiment_id
+        experiment = experiments.create(create, actor)
+    return ExperimentStartReport(
         experiment_id=experiment.experiment_id,
         name=experiment.name,
         model_name=model_name,
@@ -105,18 +100,3 @@ def start_pilot_experiment(
         plan=experiment.plan,
         stopped_previous=stopped_previous,
     )
-    actor = f"pilot:{request.execution_name}"
-    if report.stopped_previous:
-        trail.append(
-            experiment_event(AuditEventType.EXPERIMENT_STOPPED, report.stopped_previous, actor, reason="superseded")
-        )
-    trail.append(
-        experiment_event(
-            AuditEventType.EXPERIMENT_CREATED,
-            report.experiment_id,
-            actor,
-            model_name=report.model_name,
-            variants={v.name: v.weight for v in report.variants},
-        )
-    )
-    return report
