@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from audit_helpers import T0, TABLE, mocked_audit_aws, stored_document
+from audit_helpers import T0, TABLE, stored_document
 from mlops.audit.records import AuditEvent, canonical_json, compute_hash
 from mlops.audit.trail import AuditTrail
 
 # The hash of the reference event below. It must never change: chains already written would stop verifying.
 PINNED_HASH = "86c5507e0a9e86d51b5a9f6df5cfb2bb714d8bb26052eea523f7005634df1760"
-
-
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with mocked_audit_aws() as clients:
-        yield clients
 
 
 def test_the_record_hash_is_the_sha256_of_the_canonical_json(aws: dict[str, Any]) -> None:

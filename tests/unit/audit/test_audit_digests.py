@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,11 +12,9 @@ from audit_helpers import (
     BUCKET,
     TABLE,
     FailingHeadUpdates,
-    TickingClock,
     attacker_hash,
     event,
     key,
-    mocked_audit_aws,
     no_sleep,
     set_head,
     stored_document,
@@ -26,17 +23,6 @@ from audit_helpers import (
 from mlops.audit.digests import write_digests
 from mlops.audit.trail import AuditTrail
 from mlops.core.errors import AuditIntegrityError, InvalidRequestError
-
-
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with mocked_audit_aws() as clients:
-        yield clients
-
-
-@pytest.fixture
-def trail(aws: dict[str, Any]) -> AuditTrail:
-    return AuditTrail(TABLE, aws["dynamodb"], clock=TickingClock(), sleep=no_sleep)
 
 
 # ---------------------------------------------------------------------- digests

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,13 +10,10 @@ import pytest
 from audit_helpers import (
     BUCKET,
     TABLE,
-    TickingClock,
     attacker_hash,
     event,
     head_key,
     key,
-    mocked_audit_aws,
-    no_sleep,
     set_head,
     stored_document,
     stored_item,
@@ -27,17 +23,6 @@ from mlops.audit.records import AuditRecord
 from mlops.audit.trail import AuditTrail
 from mlops.audit.verification import verify_chains
 from mlops.core.errors import AuditIntegrityError
-
-
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with mocked_audit_aws() as clients:
-        yield clients
-
-
-@pytest.fixture
-def trail(aws: dict[str, Any]) -> AuditTrail:
-    return AuditTrail(TABLE, aws["dynamodb"], clock=TickingClock(), sleep=no_sleep)
 
 
 # ---------------------------------------------------------------------- tamper detection

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,10 +15,8 @@ from audit_helpers import (
     TABLE,
     FailingHeadUpdates,
     FailingPuts,
-    TickingClock,
     event,
     head_key,
-    mocked_audit_aws,
     no_sleep,
     record_count,
     set_head,
@@ -30,17 +27,6 @@ from mlops.audit.records import GENESIS_HASH, AuditRecord, compute_hash
 from mlops.audit.table import AUDIT_TABLE_INDEXES
 from mlops.audit.trail import AuditTrail, writer_chain
 from mlops.core.errors import AuditUnavailableError, InvalidRequestError
-
-
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with mocked_audit_aws() as clients:
-        yield clients
-
-
-@pytest.fixture
-def trail(aws: dict[str, Any]) -> AuditTrail:
-    return AuditTrail(TABLE, aws["dynamodb"], clock=TickingClock(), sleep=no_sleep)
 
 
 def test_the_fixture_declares_the_documented_indexes() -> None:

@@ -5,22 +5,16 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from audit_helpers import T0, TABLE, event, mocked_audit_aws, no_sleep
+from audit_helpers import T0, TABLE, event, no_sleep
 from mlops.audit.queries import AuditPage, query_audit
 from mlops.audit.records import AuditEventType
 from mlops.audit.trail import AuditTrail, writer_chain
 from mlops.core.errors import InvalidRequestError
-
-
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
-    with mocked_audit_aws() as clients:
-        yield clients
 
 
 def ids(page: AuditPage) -> list[int]:
