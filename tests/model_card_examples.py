@@ -144,3 +144,19 @@ def synthetic_card(
         status_history=[],
         segments=segments,
     )
+
+
+def non_telecom_data() -> tuple[DataSchema, pd.DataFrame]:
+    """A data set without telecom columns: a 3-value categorical, a 12-value categorical and a numerical."""
+    schema = DataSchema(
+        id_column="id", target="churned", positive_label="1", numerical=["x"], categorical=["tier", "branch"]
+    )
+    frame = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(24)],
+            "x": np.arange(24.0),
+            "tier": ["gold", "silver", "bronze"] * 8,
+            "branch": [f"b{i % 12}" for i in range(24)],
+        }
+    )
+    return schema, frame

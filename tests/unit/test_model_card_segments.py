@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
-from mlops.data.schema import DataSchema
 from mlops.registry.segments import MISSING_VALUE, SegmentFlag, segment_metrics, small_categorical_segments
+from model_card_examples import non_telecom_data
 
 THRESHOLD = 0.5
 
@@ -92,17 +92,7 @@ def test_mismatched_lengths_are_refused() -> None:
 
 def test_small_categorical_columns_are_the_segments_of_an_unknown_data_set() -> None:
     # Given a 3-value and a 12-value categorical column, and a numerical one
-    schema = DataSchema(
-        id_column="id", target="churned", positive_label="1", numerical=["x"], categorical=["tier", "branch"]
-    )
-    frame = pd.DataFrame(
-        {
-            "id": [str(i) for i in range(24)],
-            "x": np.arange(24.0),
-            "tier": ["gold", "silver", "bronze"] * 8,
-            "branch": [f"b{i % 12}" for i in range(24)],
-        }
-    )
+    schema, frame = non_telecom_data()
     # When the segments are chosen without knowledge of the data set
     segments = small_categorical_segments(frame, schema)
     # Then only the categorical column with at most 10 values is one, with a value per row

@@ -3,14 +3,12 @@ segmented by international plan and region, and, on any other data set, its smal
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlops.data.schema import DataSchema
 from mlops.pilot.segments import STATE_REGIONS, UNKNOWN_REGION, state_region, telecom_segments
-from model_card_examples import TelecomExample, telecom_example
+from model_card_examples import TelecomExample, non_telecom_data, telecom_example
 
 US_STATES = (
     *("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY"),
@@ -74,17 +72,7 @@ def test_the_telecom_card_segments_cover_every_held_out_row(telecom: TelecomExam
 
 def test_other_data_sets_are_segmented_by_their_small_categorical_columns() -> None:
     # Given a data set without telecom columns: a 3-value and a 12-value categorical
-    schema = DataSchema(
-        id_column="id", target="churned", positive_label="1", numerical=["x"], categorical=["tier", "branch"]
-    )
-    frame = pd.DataFrame(
-        {
-            "id": [str(i) for i in range(24)],
-            "x": np.arange(24.0),
-            "tier": ["gold", "silver", "bronze"] * 8,
-            "branch": [f"b{i % 12}" for i in range(24)],
-        }
-    )
+    schema, frame = non_telecom_data()
     # When it is segmented
     segments = telecom_segments(frame, schema)
     # Then only the column with at most 10 values is a segment
