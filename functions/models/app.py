@@ -1,7 +1,8 @@
 """Model registry API: GET /models/{version}, POST /models/{version}/approve, /reject and /rollback.
 
-A decision or a rollback is audited by the registry's approval service (`mlops.registry.approval`); a decision
-also completes the task token of a pilot execution waiting on it.
+A decision is audited by the registry's approval service (`mlops.registry.approval`), a rollback by its
+deployment service (`mlops.registry.deployment`); a decision also completes the task token of a pilot
+execution waiting on it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlops.api.rest import caller_identity, checked_entity_id, create_rest_app, resolve_json_api
 from mlops.core.observability import instrumented_handler
 from mlops.core.settings import AuditedModelStoreSettings
-from mlops.registry.approval import DecisionRequest, record_decision, roll_back
+from mlops.registry.approval import DecisionRequest, record_decision
+from mlops.registry.deployment import DeploymentService
 from mlops.registry.store import ModelVersion, ProductionAlias
 from mlops.wiring import Wiring
 
@@ -39,9 +41,8 @@ def reject(version: str, request: DecisionRequest | None = None) -> ModelVersion
 @app.post("/models/<version>/rollback")
 def rollback(version: str, request: DecisionRequest | None = None) -> ProductionAlias:
     reason = (request.reason if request else None) or "rolled back by request"
-    return roll_back(
-        wiring.registry,
-        wiring.audit_trail("approval"),
+    deployments = DeploymentService(wiring.registry, wiring.audit_trail("approval"))
+    return deployments.roll_back(
         wiring.settings.model_name,
         checked_entity_id(version, "version"),
         by=caller_identity(app),

@@ -9,7 +9,6 @@ the execution's Step Functions task token.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.audit.events import model_event
 from mlops.audit.records import AuditEventType
 from mlops.audit.trail import AuditTrail
-from mlops.core.errors import InvalidTransitionError
-from mlops.registry.store import ModelRegistry, ModelVersion, ProductionAlias
+from mlops.registry.store import ModelRegistry, ModelVersion
 
 _LOG = logging.getLogger(__name__)  # stdlib: this module is also imported by the pilot's models, outside handlers
 
@@ -145,36 +143,3 @@ def record_decision(
         except (stepfunctions.exceptions.InvalidToken, stepfunctions.exceptions.TaskTimedOut):
             _LOG.warning("The execution waiting for the decision on %s has ended", version)
     return decided
-
-
-def roll_back(
-    registry: ModelRegistry, trail: AuditTrail, model_name: str, version: str, *, by: str, reason: str
-) -> ProductionAlias:
-    """Take `version` out of production and redeploy the version it replaced."""
-    production = registry.get_production(model_name)
-    if production is None or production.version != version:
-        raise InvalidTransitionError(field="model_version", message=f"version {version} is not in production")
-    if production.previous_version is None:
-        raise InvalidTransitionError(
-            field="model_version", message=f"version {version} replaced no earlier version: nothing to roll back to"
-        )
-    alias = registry.deploy(
-        model_name,
-        production.previous_version,
-        deployment_id=f"rollback-{uuid.uuid4().hex[:12]}",
-        expected_current=version,
-        changed_by=by,
-        reason=reason,
-    )
-    trail.append(
-        model_event(
-            AuditEventType.MODEL_ROLLED_BACK,
-            model_name,
-            alias.version,
-            actor=by,
-            previous_version=version,
-            deployment_id=alias.deployment_id,
-            reason=reason,
-        )
-    )
-    return alias

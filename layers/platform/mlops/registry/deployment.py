@@ -8,6 +8,7 @@ unchanged). The registry's transaction makes each move all or nothing.
 
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel
@@ -15,7 +16,8 @@ from pydantic import BaseModel
 from mlops.audit.events import model_event
 from mlops.audit.records import AuditEventType
 from mlops.audit.trail import AuditTrail
-from mlops.registry.store import ModelRegistry
+from mlops.core.errors import InvalidTransitionError
+from mlops.registry.store import ModelRegistry, ProductionAlias
 
 UNCHANGED_OUTCOME = "failed after deployment started; production unchanged"
 
@@ -100,6 +102,33 @@ class DeploymentService:
         event_type = AuditEventType.MODEL_ROLLED_BACK if changed else AuditEventType.PILOT_RUN
         self._audit(event_type, model_name, change, by, cause)
         return change
+
+    def roll_back(self, model_name: str, version: str, *, by: str, reason: str) -> ProductionAlias:
+        """Take `version` out of production and redeploy the version it replaced (the API's rollback)."""
+        production = self._registry.get_production(model_name)
+        if production is None or production.version != version:
+            raise InvalidTransitionError(field="model_version", message=f"version {version} is not in production")
+        if production.previous_version is None:
+            raise InvalidTransitionError(
+                field="model_version", message=f"version {version} replaced no earlier version: nothing to roll back to"
+            )
+        alias = self._registry.deploy(
+            model_name,
+            production.previous_version,
+            deployment_id=f"rollback-{uuid.uuid4().hex[:12]}",
+            expected_current=version,
+            changed_by=by,
+            reason=reason,
+        )
+        change = AliasChange(
+            action="rollback",
+            deployment_id=alias.deployment_id,
+            model_version=alias.version,
+            previous_version=version,
+            changed=True,
+        )
+        self._audit(AuditEventType.MODEL_ROLLED_BACK, model_name, change, by, reason)
+        return alias
 
     def _audit(
         self, event_type: AuditEventType, model_name: str, change: AliasChange, by: str, cause: str | None
