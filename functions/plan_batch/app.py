@@ -8,7 +8,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlops.core.observability import instrumented_handler, logger
-from mlops.serving.batch_plan import BatchScoringRequest, BatchScoringSettings, plan_production_batch
+from mlops.core.settings import BatchScoringSettings
+from mlops.serving.batch_plan import BatchScoringRequest, plan_production_batch
 from mlops.wiring import Wiring
 
 wiring = Wiring(BatchScoringSettings)

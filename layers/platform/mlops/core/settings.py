@@ -86,5 +86,11 @@ class AuditedExperimentsSettings(ExperimentsSettings, AuditSettings):
     """The experiments API, which audits creations and stops."""
 
 
+class BatchScoringSettings(ModelStoreSettings):
+    """Batch scoring's planning step: the data bucket holding the input, the registry naming the production version."""
+
+    data_bucket: str = Field(min_length=1)
+
+
 def load_settings[SettingsT: FunctionSettings](settings_type: type[SettingsT]) -> SettingsT:
     return settings_type()  # type: ignore[call-arg]  # values come from the environment

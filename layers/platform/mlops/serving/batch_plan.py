@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.core.errors import DataValidationError, ModelUnavailableError
-from mlops.core.settings import ModelStoreSettings
 from mlops.registry.store import ModelRegistry
 
 WORK_PREFIX = "batch-scoring"
@@ -22,12 +21,6 @@ WORK_PREFIX = "batch-scoring"
 
 _PROBE_BYTES = 64 * 1024  # read this far past a cut to find the end of its row
 _MIN_COPY_PART = 5 * 1024 * 1024  # S3's smallest multipart part (all but the last)
-
-
-class BatchScoringSettings(ModelStoreSettings):
-    """The planning step: the data bucket holding the input, and the registry naming the production version."""
-
-    data_bucket: str = Field(min_length=1)
 
 
 class BatchScoringRequest(BaseModel):
