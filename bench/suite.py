@@ -401,6 +401,7 @@ def synthetic_files() -> dict[str, Any]:
                 sys.executable,
                 "-m",
                 "mlops.pilot.synthetic",
+                *("--data", str(TELECOM_CSV), "--schema", str(TELECOM_SCHEMA)),
                 *("--rows", str(BATCH_ROWS), "--seed", str(SYNTHETIC_SEED)),
                 *("--output", str(partial)),
             ],

@@ -1,10 +1,10 @@
-"""Model cards to test with (mlops.registry.model_card), shared by the card's, its Markdown's and the pilot
-segments' unit tests.
+"""Model cards to test with (mlops.registry.model_card), shared by the card's, its Markdown's and its segments'
+unit tests.
 
 The telecom card is the pilot's case: a logistic regression on a few numerical columns of the telecom data,
-scored on the pilot's test split and segmented by the pilot's telecom segments; its explainability summary is
-the exact SHAP values of a linear model. Building takes about a second; the result is cached, so treat it as
-read-only.
+scored on the pilot's test split and segmented as the telecom schema declares (the caller passes no segments);
+its explainability summary is the exact SHAP values of a linear model. Building takes about a second; the result
+is cached, so treat it as read-only.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from helpers import TELECOM_CSV, TELECOM_SCHEMA
 from mlops.core.artifacts import ArtifactRef
 from mlops.data.dataset import labels, read_dataset, split_dataset
 from mlops.data.schema import DataSchema
-from mlops.pilot.segments import telecom_segments
 from mlops.registry.model_card import ModelCard, build_model_card
 from mlops.registry.segments import Segmentation
 from mlops.registry.store import ModelStatus, StatusChange
@@ -104,7 +103,6 @@ def telecom_example() -> TelecomExample:
         schema=schema,
         explainability=_linear_summary(model, test[MODEL_FEATURES]),
         status_history=_history(),
-        segments=telecom_segments(test, schema),
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:pilot:run-1",
         execution_name="run-1",
         previous_production_version="v20240401000000-0a0b0c",
@@ -120,7 +118,8 @@ def synthetic_card(
     schema: DataSchema,
     segments: Mapping[str, Segmentation] | None = None,
 ) -> ModelCard:
-    """A card with no artifacts, explainability or history, for a data set described by `schema`."""
+    """A card with no artifacts, explainability or history, for a data set described by `schema`; `segments` as
+    :func:`mlops.registry.model_card.build_model_card` takes them (None: the schema's)."""
     return build_model_card(
         model_name="churn",
         version="v1",
@@ -147,7 +146,8 @@ def synthetic_card(
 
 
 def non_telecom_data() -> tuple[DataSchema, pd.DataFrame]:
-    """A data set without telecom columns: a 3-value categorical, a 12-value categorical and a numerical."""
+    """A data set whose schema declares no segments: a 3-value categorical, a 12-value categorical and a
+    numerical."""
     schema = DataSchema(
         id_column="id", target="churned", positive_label="1", numerical=["x"], categorical=["tier", "branch"]
     )

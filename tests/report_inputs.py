@@ -83,7 +83,7 @@ def build_report_inputs() -> ReportInputs:
     validation = cross_val_predict(model, x_train, y_train, cv=5, method="predict_proba")[:, 1]
     model.fit(x_train, y_train)
     probabilities = model.predict_proba(x_test)[:, 1]
-    assumptions = pilot["campaign_assumptions"]
+    assumptions = pilot["dataset"]["use_case"]["campaign"]
     threshold = choose_threshold(
         validation,
         y_train,

@@ -1,5 +1,8 @@
 """Explanation API: POST /explain and POST /explain/batch (TreeSHAP of the version /predict serves).
 
+Every explanation is written to the audit trail (AUDIT_TABLE) before it is returned, with the caller and the
+request id, as /predict does (`mlops.serving.explain.ExplanationService`); no audit record, no answer (503).
+
 Packaging: a container-image function (functions/explain/Dockerfile), not a zip on the layers. Exact TreeSHAP
 needs shap and the scikit-learn model (skops); shap requires numba and llvmlite (about 200 MB installed here),
 and with scikit-learn, scipy, pandas, numpy and onnxruntime the whole is about 600 MB, far over Lambda's 250 MB
@@ -29,10 +32,10 @@ from mlops.api.contracts import (
     Explanation,
     PredictRequest,
 )
-from mlops.api.rest import create_rest_app, resolve_json_api
+from mlops.api.rest import caller_identity, create_rest_app, request_id, resolve_json_api
 from mlops.core.observability import instrumented_handler
 from mlops.core.settings import ScoringSettings
-from mlops.serving.explanation import ServedExplanations
+from mlops.serving.explain import ServedExplanations
 from mlops.wiring import Wiring
 
 app = create_rest_app()
@@ -58,7 +61,14 @@ def explain_batch(request: BatchExplainRequest, top: TopContributions = None) ->
 def _explain(
     requests: list[PredictRequest], model_version: str | None, top: int | None, *, batch: bool = False
 ) -> ServedExplanations:
-    return wiring.explanation_service.explain(requests, model_version=model_version, top=top, batch=batch)
+    return wiring.explanation_service.explain(
+        requests,
+        caller=caller_identity(app),
+        request_id=request_id(app),
+        model_version=model_version,
+        top=top,
+        batch=batch,
+    )
 
 
 def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """The scheduled model monitor (hourly, EventBridge; the pilot invokes it too).
 
-It compares the inputs the scoring function captured in its window with the drift baseline stored beside the
-production model, measures accuracy on the outcomes of its window joined with the audited predictions, stores
-its report in MONITORING_BUCKET and emits the metrics the alarms of template.yaml watch (DriftDetected,
-ModelAccuracy, ...): `mlops.monitoring.monitor.ModelMonitor`.
+It compares the inputs the scoring function captured in its window (each prediction once) with the drift
+baseline stored beside the production model, measures accuracy on outcomes joined with the audited predictions,
+stores its report in MONITORING_BUCKET and emits the metrics the alarms of template.yaml watch (DriftDetected,
+ModelAccuracy, ...): `mlops.monitoring.monitor.ModelMonitor`. The schedule judges the last MONITOR_WINDOW_HOURS
+(the outcomes logged in them); an invoke may name `window_hours`, or an explicit `window_start` and
+`window_end` whose own predictions are judged (`MonitorRequest`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pilot step MonitorModel: log the held-out customers' outcomes, run the model monitor on the pilot's traffic.
+"""Pilot step MonitorModel: score a later window of customers, log their outcomes, monitor exactly that window.
 
 A failure here leaves the validated model serving: the state machine catches it (`$.monitoring_error`) and the
 final criteria step reports the criteria it affects as failed.
@@ -27,8 +27,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     summary = monitor_pilot(
         StepRequest.model_validate(event),
         wiring.artifacts,
+        lambda_api_invoker(lambda_client, settings.scoring_function_name),
         lambda_api_invoker(lambda_client, settings.monitoring_function_name),
         lambda_monitor_invoker(lambda_client, settings.model_monitor_function_name),
     )
-    logger.info("Pilot traffic monitored", extra=summary.model_dump(exclude={"report"}))
+    logger.info("Later window monitored", extra=summary.model_dump(exclude={"report"}))
     return summary.model_dump(mode="json")

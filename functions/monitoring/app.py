@@ -1,7 +1,8 @@
 """Model monitoring API: POST /outcomes and GET /monitoring/latest.
 
 Outcomes (did the customer churn?) are logged to MONITORING_BUCKET, where the scheduled model monitor
-(functions/model_monitor) joins them with the audited predictions; its latest report is served here.
+(functions/model_monitor) joins them with the audited predictions: by the `prediction_id` an outcome names, or
+else by its customer; its latest report is served here. A malformed outcome is refused (422) naming its field.
 """
 
 from __future__ import annotations

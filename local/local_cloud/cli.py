@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,11 +22,20 @@ from typing import Any, TextIO
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT / "layers" / "platform"))  # the layer, as Lambda mounts it under /opt
 
+from pydantic import ValidationError  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 from werkzeug.test import Client  # noqa: E402
 
-from local_cloud.platform import LocalPlatform, StateEvent  # noqa: E402
-from mlops.pilot.payloads import PilotExperimentInput, PilotInput, PilotTargets  # noqa: E402
+from local_cloud.platform import ExecutionResult, LocalPlatform, StateEvent  # noqa: E402
+from mlops.data.schema import DataSchema  # noqa: E402
+from mlops.pilot.criteria import evaluate_success_criteria  # noqa: E402
+from mlops.pilot.payloads import PilotExperimentInput, PilotInput, PilotState  # noqa: E402
+from mlops.pilot.use_case import (  # noqa: E402
+    CampaignAssumptionsInput,
+    PilotTargetsInput,
+    UseCase,
+    resolve_use_case,
+)
 from mlops.registry.approval import ApprovalPolicy  # noqa: E402
 
 PILOT_STATE_MACHINE = "PilotStateMachine"
@@ -37,17 +48,24 @@ def pilot_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema", type=Path, default=PROJECT_ROOT / "data" / "telecom_churn.schema.json")
     parser.add_argument("--output-dir", type=Path, default=PROJECT_ROOT / "out" / "pilot")
     parser.add_argument("--output-file", type=Path, default=None, help="default: OUTPUT_DIR/pilot_results.json")
-    parser.add_argument("--target-accuracy", type=float, default=0.87)
-    parser.add_argument("--target-auc", type=float, default=0.87)
-    parser.add_argument("--max-latency", type=float, default=80.0, help="p95 scoring latency target in ms")
+    # Targets and campaign economics: each option overrides the schema's `targets`/`campaign`, which overrides
+    # the defaults (mlops.pilot.use_case); the run prints and records where every value came from.
+    parser.add_argument("--target-accuracy", type=float, default=None, help="default: the schema's, else 0.87")
+    parser.add_argument("--target-auc", type=float, default=None, help="default: the schema's, else 0.87")
+    parser.add_argument("--max-latency", type=float, default=None, help="p95 scoring latency target in ms (80)")
     parser.add_argument(
-        "--target-impact", type=float, default=500_000.0, help="least projected annual impact of the A/B test in USD"
+        "--target-impact", type=float, default=None, help="least measured annual impact of the A/B test in USD"
     )
+    parser.add_argument("--annual-value", type=float, default=None, help="annual value of a retained customer, USD")
+    parser.add_argument("--offer-cost", type=float, default=None, help="cost of one retention offer, USD")
+    parser.add_argument("--acceptance-rate", type=float, default=None, help="share of would-be churners an offer keeps")
+    parser.add_argument("--customer-base", type=int, default=None, help="customers the impact is projected to")
     parser.add_argument(
         "--baseline",
-        choices=["service_calls_rule", "no_action"],
-        default="service_calls_rule",
-        help="what the A/B test's control serves (the rule needs number_customer_service_calls)",
+        choices=["rule", "no_action"],
+        default=None,
+        help="what the A/B test's control serves: the schema's baseline_rule (the default when it declares one) "
+        "or no offers",
     )
     parser.add_argument("--smoke-test-calls", type=int, default=200)
     parser.add_argument("--seed", type=int, default=42)
@@ -65,15 +83,105 @@ def pilot_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def functions_log(args: argparse.Namespace) -> Iterator[TextIO]:
-    """Send what the functions print (JSON logs and EMF metrics, as CloudWatch would hold them) to
+    """Send what the functions print (JSON logs and EMF metrics, as CloudWatch would hold them) and every
+    library's log records (moto's Step Functions engine logs each failure it handles, with its internals) to
     OUTPUT_DIR/lambda.log for the whole command, and give back the console for progress lines."""
     console = sys.stdout
     if args.verbose:
         yield console
         return
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    with (args.output_dir / "lambda.log").open("w") as log, contextlib.redirect_stdout(log):
+    with (
+        (args.output_dir / "lambda.log").open("w") as log,
+        contextlib.redirect_stdout(log),
+        _log_records_to(log),
+    ):
         yield console
+
+
+class _JsonLogRecord(logging.Formatter):
+    """A library's log record as one JSON document, like the functions' own records beside it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document = {
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "timestamp": self.formatTime(record),
+        }
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+@contextlib.contextmanager
+def _log_records_to(stream: TextIO) -> Iterator[None]:
+    """The root logger writes to `stream` alone (warnings too, as log records); its handlers are restored after."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_JsonLogRecord())
+    root.handlers = [handler]
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.handlers = saved
+
+
+def use_case_lines(pilot_input: PilotInput, schema_path: Path) -> list[str]:
+    """What the run will judge and assume, resolved as its PrepareData step will: the baseline, and the values
+    neither the options nor the schema gave (defaults)."""
+    try:
+        use_case: UseCase = resolve_use_case(
+            DataSchema.from_file(schema_path),
+            pilot_input.targets,
+            pilot_input.campaign_assumptions,
+            pilot_input.experiment_design.baseline,
+        )
+    except ValueError as error:  # PrepareData refuses it too, and the run reports it
+        return [f"The schema and options do not make a use case: {_one_line(str(error))}"]
+    baseline = use_case.baseline
+    if baseline.rule is not None:
+        lines = [f"Baseline of the A/B test: {baseline.describe()} ({baseline.source})"]
+    elif baseline.source == "input":
+        lines = ["Baseline of the A/B test: no offers (no_action, as asked)"]
+    else:
+        lines = ["Baseline of the A/B test: no offers (no_action): the schema declares no baseline_rule"]
+    values = use_case.model_dump()
+    defaults = []
+    for name in use_case.defaults_used():
+        section, _, field = name.partition(".")
+        if field:
+            defaults.append(f"{field}={values[section][field]:g}")
+    if defaults:
+        lines.append(f"Defaults (neither options nor schema set them): {', '.join(defaults)}")
+    return lines
+
+
+def pilot_input(args: argparse.Namespace, data_key: str, schema_key: str) -> PilotInput:
+    """The execution's input from the command's options (targets and economics left None fall to the schema's)."""
+    return PilotInput(
+        data_key=data_key,
+        schema_key=schema_key,
+        targets=PilotTargetsInput(
+            accuracy=args.target_accuracy,
+            auc_roc=args.target_auc,
+            latency_p95_ms=args.max_latency,
+            projected_annual_impact_usd=args.target_impact,
+        ),
+        campaign_assumptions=CampaignAssumptionsInput(
+            annual_value_per_customer_usd=args.annual_value,
+            offer_cost_usd=args.offer_cost,
+            offer_acceptance_rate=args.acceptance_rate,
+            customer_base=args.customer_base,
+        ),
+        seed=args.seed,
+        smoke_test_calls=args.smoke_test_calls,
+        experiment_design=PilotExperimentInput(baseline=args.baseline),
+        approval=ApprovalPolicy(auto_approve=not getattr(args, "manual_approval", False)),
+    )
 
 
 def start_pilot(platform: LocalPlatform, args: argparse.Namespace) -> str:
@@ -84,21 +192,9 @@ def start_pilot(platform: LocalPlatform, args: argparse.Namespace) -> str:
     schema_key = f"datasets/{args.schema.name}"
     s3.put_object(Bucket=data_bucket, Key=data_key, Body=args.data.read_bytes())
     s3.put_object(Bucket=data_bucket, Key=schema_key, Body=args.schema.read_bytes())
-    pilot_input = PilotInput(
-        data_key=data_key,
-        schema_key=schema_key,
-        targets=PilotTargets(
-            accuracy=args.target_accuracy,
-            auc_roc=args.target_auc,
-            latency_p95_ms=args.max_latency,
-            projected_annual_impact_usd=args.target_impact,
-        ),
-        seed=args.seed,
-        smoke_test_calls=args.smoke_test_calls,
-        experiment_design=PilotExperimentInput(baseline=args.baseline),
-        approval=ApprovalPolicy(auto_approve=not getattr(args, "manual_approval", False)),
+    return platform.start_execution(
+        PILOT_STATE_MACHINE, pilot_input(args, data_key, schema_key).model_dump(mode="json")
     )
-    return platform.start_execution(PILOT_STATE_MACHINE, pilot_input.model_dump(mode="json"))
 
 
 def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO | None = None) -> dict[str, Any]:
@@ -121,11 +217,15 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
             file=console,
             flush=True,
         )
+    for line in use_case_lines(
+        pilot_input(args, f"datasets/{args.data.name}", f"datasets/{args.schema.name}"), args.schema
+    ):
+        print(line, file=console, flush=True)
     arn = start_pilot(platform, args)
     result = platform.wait_for_execution(arn, timeout_s=args.timeout, on_state=lambda e: _print_state(e, console))
     elapsed = time.perf_counter() - started
 
-    output = result.output or {}
+    output = result.output or pilot_failure(result).state
     results = pilot_results(result, output, elapsed)
     results["audit"] = audit_summary(platform, started_at)
     output_dir: Path = args.output_dir
@@ -157,8 +257,15 @@ def _serve_in_background(platform: LocalPlatform, port: int) -> None:
     _BACKGROUND_SERVERS[port] = thread
 
 
-def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
-    criteria = (output.get("criteria") or {}).get("criteria", {})
+def pilot_results(result: ExecutionResult, output: dict[str, Any], elapsed_s: float) -> dict[str, Any]:
+    """What pilot_results.json holds. A failed execution has no output: `output` is then the state it failed with
+    (read from its history when not given), with where and why it failed, and every criterion evaluated on it."""
+    failure = pilot_failure(result) if result.status != "SUCCEEDED" else None
+    if failure is not None:
+        output = output or failure.state
+        criteria = _criteria_at_failure(failure)
+    else:
+        criteria = (output.get("criteria") or {}).get("criteria", {})
     registration = output.get("registration") or {}
     deployment = output.get("deployment") or {}
     passed = result.status == "SUCCEEDED" and bool(criteria) and all(c["passed"] for c in criteria.values())
@@ -167,9 +274,13 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
         "execution_status": result.status,
         "execution_time_s": round(elapsed_s, 3),
         "execution_arn": result.execution_arn,
-        "error": None if passed else {"error": result.error, "cause": result.cause},
+        "failed_state": failure.failed_state if failure else None,
+        "error": None if passed else _error_summary(result, failure),
         "model_version": registration.get("model_version"),
         "deployment_id": deployment.get("deployment_id"),
+        "deployment": output.get("deployment"),
+        "rollback": output.get("rollback")
+        or ({"error": output["rollback_error"]} if output.get("rollback_error") else None),
         "algorithm": (output.get("training") or {}).get("selected_algorithm"),
         "metrics": (output.get("evaluation") or {}).get("metrics"),
         "cv_auc": (output.get("training") or {}).get("cv_auc"),
@@ -178,7 +289,14 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
         "dataset": {k: v for k, v in (output.get("dataset") or {}).items() if k not in {"train", "test", "schema_ref"}},
         "success_criteria": criteria,
         "states": [
-            {"name": s.name, "status": s.status, "duration_s": round(s.duration_s, 3), "error": s.error}
+            {
+                "name": s.name,
+                "type": s.type,
+                "status": s.status,
+                "duration_s": round(s.duration_s, 3),
+                "error": s.error,
+                "message": _error_message(s.cause)[0] if s.error else None,
+            }
             for s in result.states
         ],
         "artifacts": registration.get("artifacts"),
@@ -190,6 +308,87 @@ def pilot_results(result: Any, output: dict[str, Any], elapsed_s: float) -> dict
         "report": None,
         "report_error": output.get("report_error"),
     }
+
+
+@dataclass(frozen=True)
+class PilotFailure:
+    """Where and why a pilot execution failed, and the state it had then: every step's report so far."""
+
+    state: dict[str, Any]
+    failed_state: str | None
+    error: str | None
+    message: str | None
+    stack_trace: list[str] | None = None
+
+
+def pilot_failure(result: ExecutionResult) -> PilotFailure:
+    """A failed execution has no output, but its history holds each state's data. The state is the input of the
+    last state entered (the Fail state's: every report, and `$.error`). The failing state is the first whose
+    output holds `$.error`: a Task whose Catch stored its error there, or the Pass a criteria gate routed to
+    (ModelBelowTargets, CriteriaNotMet, ExperimentCriteriaNotMet), which stores what failed."""
+    data = list(_state_data(result.history))
+    state = next((d for kind, _, d in reversed(data) if kind == "entered"), {})
+    for kind, name, d in data:
+        if kind == "exited" and isinstance(d.get("error"), dict):
+            return PilotFailure(state, name, d["error"].get("Error"), *_error_message(d["error"].get("Cause")))
+    # No Catch stored the error: the state that failed the execution, else the execution's own error.
+    failed = next((s for s in reversed(result.states) if s.error and s.type != "Fail"), None)
+    if failed is not None:
+        return PilotFailure(state, failed.name, failed.error, *_error_message(failed.cause))
+    return PilotFailure(state, None, result.error, *_error_message(result.cause))
+
+
+def _state_data(history: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """("entered" or "exited", the state's name, its input or output) of each history event that has them."""
+    for event in history:
+        if entered := event.get("stateEnteredEventDetails"):
+            kind, name, text = "entered", entered["name"], entered.get("input")
+        elif exited := event.get("stateExitedEventDetails"):
+            kind, name, text = "exited", exited["name"], exited.get("output")
+        else:
+            continue
+        try:
+            data = json.loads(text or "null")
+        except ValueError:  # truncated: AWS keeps 256 KB of a state's data
+            continue
+        if isinstance(data, dict):
+            yield kind, name, data
+
+
+def _error_message(cause: str | None) -> tuple[str | None, list[str] | None]:
+    """An error's message and, apart, its stack trace. A Lambda error's cause is the runtime's JSON (errorType,
+    errorMessage, stackTrace); a criteria gate's, the JSON list of what failed; any other is the message."""
+    try:
+        parsed = json.loads(cause) if cause else None
+    except ValueError:
+        return cause, None
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        return str(parsed["errorMessage"]), parsed.get("stackTrace")
+    if isinstance(parsed, list):
+        return "; ".join(str(item) for item in parsed), None
+    return cause, None
+
+
+def _error_summary(result: ExecutionResult, failure: PilotFailure | None) -> dict[str, Any]:
+    if failure is None:  # the execution succeeded, yet a criterion failed
+        return {"state": None, "error": result.error, "message": result.cause, "stack_trace": None}
+    return {
+        "state": failure.failed_state,
+        "error": failure.error,
+        "message": failure.message,
+        "stack_trace": failure.stack_trace,
+    }
+
+
+def _criteria_at_failure(failure: PilotFailure) -> dict[str, Any]:
+    """Every criterion on the state the run failed with, by the criteria steps' own function: those the run
+    never reached fail with no value and a detail."""
+    try:
+        state = PilotState.model_validate(failure.state)
+    except ValidationError:  # no pilot state to judge: the execution failed before its first step
+        return {}
+    report = evaluate_success_criteria(state, "experiment", failed_at=failure.failed_state)
+    return report.model_dump(mode="json")["criteria"]
 
 
 def lineage(output: dict[str, Any], execution_arn: str) -> dict[str, Any] | None:
@@ -251,7 +450,19 @@ def experiment_results(output: dict[str, Any]) -> dict[str, Any] | None:
         return None
     return {
         **(started or {}),
-        "campaign": {k: campaign.get(k) for k in ("customers", "acceptance_seed", "variants")} if campaign else None,
+        "campaign": {
+            k: campaign.get(k)
+            for k in (
+                "customers",
+                "held_out_customers",
+                "simulated_customers",
+                "generator",
+                "acceptance_seed",
+                "variants",
+            )
+        }
+        if campaign
+        else None,
         "results": campaign.get("results"),
         "business_impact": campaign.get("business_impact"),
         "error": error,
@@ -260,18 +471,24 @@ def experiment_results(output: dict[str, Any]) -> dict[str, Any] | None:
 
 def _print_state(event: StateEvent, console: Any) -> None:
     mark = "ok" if event.status == "SUCCEEDED" else event.status
-    detail = f"  ({event.error}: {event.cause})" if event.error else ""
+    detail = ""
+    if event.error:  # the error's message, never a Lambda's stack trace; a Fail state's cause is its fixed text
+        message = None if event.type == "Fail" else _error_message(event.cause)[0]
+        detail = f"  ({event.error}: {_one_line(message)})" if message else f"  ({event.error})"
     print(f"  {event.name:<26} {mark:<10} {event.duration_s:7.2f} s{detail}", file=console, flush=True)
 
 
 def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> None:
-    lines = [f"Pilot {results['status']} in {results['execution_time_s']:.1f} s; model {results['model_version']}"]
-    lines += [
-        f"  {'PASS' if c['passed'] else 'FAIL'}  {name}: {c['value']} {c['comparison']} {c['target']}"
-        for name, c in results["success_criteria"].items()
-    ]
-    if results["error"]:
-        lines.append(f"  error: {results['error']}")
+    succeeded = results["status"] == "SUCCEEDED"
+    if succeeded:
+        lines = [f"Pilot SUCCEEDED in {results['execution_time_s']:.1f} s; model {results['model_version']}"]
+        lines += [
+            f"  {'PASS' if c['passed'] else 'FAIL'}  {name}: {c['value']} {c['comparison']} {c['target']}"
+            for name, c in results["success_criteria"].items()
+        ]
+    else:
+        at = f" at {results['failed_state']}" if results.get("failed_state") else ""
+        lines = [f"Pilot FAILED{at} after {results['execution_time_s']:.1f} s", *_failure_lines(results)]
     if features := results.get("feature_store"):
         lines.append(
             f"Feature store: {features['rows']} records of {features['feature_group']} ingested "
@@ -290,21 +507,77 @@ def _print_summary(results: dict[str, Any], output_file: Path, console: Any) -> 
         )
     if results.get("report"):
         lines.append(f"Report: {results['report']}")
+    if not succeeded:
+        lines.append(_model_outcome(results))
     lines.append(f"Results: {output_file}")
     print("\n".join(lines), file=console, flush=True)
 
 
+_UNMET = {">=": "<", "<=": ">", "==": "!="}
+
+
+def _failure_lines(results: dict[str, Any]) -> list[str]:
+    """One line per failed criterion and per step that failed, then the criteria the run never checked."""
+    criteria = results["success_criteria"]
+    lines = [
+        f"  FAILED {name}: {_shown(c['value'])} {_UNMET.get(c['comparison'], 'vs')} target {_shown(c['target'])}"
+        for name, c in criteria.items()
+        if not c["passed"] and c["value"] is not None
+    ]
+    error = results["error"] or {}
+    for state in results["states"]:
+        # Steps whose error a Catch stored, or that failed the execution; not a criteria gate (its lines are above).
+        if state["status"] == "CAUGHT" or (state["status"] == "FAILED" and state["type"] != "Fail"):
+            message = error["message"] if state["name"] == error.get("state") else state["message"]
+            lines.append(f"  FAILED at {state['name']}: {_one_line(message or state['error'])}")
+    if not lines:  # a gate failed the run with nothing measured failing, or the execution failed on its own
+        lines.append(f"  FAILED at {error.get('state') or 'the execution'}: {_one_line(error.get('message'))}")
+    unchecked: dict[str, list[str]] = {}
+    for name, c in criteria.items():
+        if c["value"] is None and not c["passed"]:  # never measured: the detail says why
+            unchecked.setdefault(c.get("detail") or "not measured", []).append(name)
+    lines += [f"  NOT CHECKED {', '.join(names)} ({detail})" for detail, names in unchecked.items()]
+    return lines
+
+
+def _model_outcome(results: dict[str, Any]) -> str:
+    """What became of the run's model, if it registered one."""
+    version = results["model_version"]
+    if version is None:
+        return "Model: no model was registered"
+    deployed = results.get("deployment") is not None
+    line = f"Model: {version} was registered" + (" and deployed" if deployed else ", not deployed")
+    rollback = results.get("rollback") or {}
+    if "error" in rollback:
+        return f"{line}; rolling production back failed ({rollback['error'].get('Error')})"
+    if rollback:
+        return f"{line}; production was rolled back to {rollback.get('model_version') or 'no model'}"
+    return f"{line} and keeps serving" if deployed else line
+
+
+def _shown(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _one_line(text: str | None, limit: int = 300) -> str:
+    """A message on one console line (pydantic's span several); the results file holds it whole."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _monitoring_summary(monitoring: dict[str, Any]) -> str:
-    if "error" in monitoring:
-        return f"Monitoring: failed ({monitoring['error']})"
+    if "error" in monitoring:  # the Catch's {Error, Cause}: the message, not a Lambda's stack trace
+        error = monitoring["error"]
+        return f"Monitoring: failed ({error.get('Error')}: {_one_line(_error_message(error.get('Cause'))[0])})"
     drift = {True: "DRIFT in " + ", ".join(monitoring["drifted_features"] or ["the score"]), False: "no drift"}.get(
         monitoring["drift_detected"], "no verdict (too few rows)"
     )
-    accuracy = monitoring["accuracy"]
+    accuracy, auc = monitoring["accuracy"], monitoring.get("auc")
     return (
-        f"Monitoring: {monitoring['captured_rows']} captured rows, {drift} (max PSI "
-        f"{monitoring['max_feature_psi'] or 0:.3f}); accuracy from {monitoring['outcomes_matched']} logged outcomes "
-        f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}"
+        f"Monitoring (later window: {monitoring.get('window_customers', 0)} customers no earlier step used): "
+        f"{drift} (max PSI {monitoring['max_feature_psi'] or 0:.3f}); from {monitoring['outcomes_matched']} outcomes "
+        f"joined by prediction id, accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, "
+        f"AUC {'n/a' if auc is None else f'{auc:.3f}'}"
     )
 
 
@@ -312,22 +585,24 @@ def _experiment_summary(experiment: dict[str, Any] | None) -> list[str]:
     if not experiment or not experiment.get("results"):
         return []
     results, impact = experiment["results"], experiment["business_impact"]
-    primary = results["metrics"][0]
-    comparison = primary["comparisons"][0]
-    ci = comparison["confidence_interval"]
+    primary, measured, truth = impact["primary_effect"], impact["measured_by_experiment"], impact["simulated_truth"]
+    low, high = primary["confidence_interval"]
     assumptions = impact["assumptions"]
-    low, high = (f"${v:,.0f}" if v is not None else "?" for v in impact["projected_annual_impact_ci_usd"])
-    measured = impact["measured_by_experiment"]
-    m_low, m_high = (f"${v:,.0f}" if v is not None else "?" for v in measured["projected_annual_impact_ci_usd"])
+
+    def usd(value: float | None) -> str:
+        return "?" if value is None else f"${value:,.0f}"
+
+    m_low, m_high = measured["projected_annual_impact_ci_usd"]
     return [
-        f"A/B test {experiment['experiment_id']}: {results['units']} customers {results['sample_ratio']['observed']} "
-        f"(SRM p={results['sample_ratio']['p_value']:.3f})",
-        f"  {primary['metric']}: {comparison['treatment']} - {comparison['control']} = {comparison['difference']:+.4f} "
-        f"[{ci['low']:+.4f}, {ci['high']:+.4f}], p={comparison['p_value']:.4f}, "
-        f"always-valid p={comparison['sequential']['always_valid_p_value']:.4f}",
-        f"  projected annual impact ${impact['projected_annual_impact_usd']:,.0f} (95% CI {low} to {high}; "
-        f"as the experiment measures it, {measured['estimate']}: ${measured['projected_annual_impact_usd']:,.0f}, "
-        f"{m_low} to {m_high})",
+        f"A/B test {experiment['experiment_id']}: {results['units']:,} customers of {primary['planned_units']:,} "
+        f"planned ({experiment['campaign']['held_out_customers']:,} held-out, "
+        f"{experiment['campaign']['simulated_customers']:,} simulated) "
+        f"{results['sample_ratio']['observed']} (SRM p={results['sample_ratio']['p_value']:.3f})",
+        f"  {primary['metric']} ({primary['estimate']}): model - baseline = {primary['difference']:+.4f} "
+        f"[{low:+.4f}, {high:+.4f}], "
+        f"p={primary['p_value']:.4f}, always-valid p={primary['always_valid_p_value']:.4f}",
+        f"  measured annual impact ({measured['estimate']}) {usd(measured['projected_annual_impact_usd'])} "
+        f"(95% CI {usd(m_low)} to {usd(m_high)}); simulated truth {usd(truth['projected_annual_impact_usd'])}",
         f"  for {assumptions['customer_base']:,} customers at "
         f"${assumptions['annual_value_per_customer_usd']:,.0f}/year, "
         f"${assumptions['offer_cost_usd']:,.0f} per offer, {assumptions['offer_acceptance_rate']:.0%} of offered "
@@ -353,7 +628,8 @@ def _download_model(platform: LocalPlatform, artifacts: dict[str, Any], model_di
 
 
 def cmd_pilot(args: argparse.Namespace) -> int:
-    with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform, functions_log(args) as console:
+    # The log first: deploying the template logs too (samtranslator).
+    with functions_log(args) as console, LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform:
         results = run_pilot(platform, args, console)
     return 0 if results["status"] == "SUCCEEDED" else 1
 

@@ -72,6 +72,8 @@ class ExecutionResult:
     error: str | None
     cause: str | None
     states: list[StateEvent]
+    # The raw history events (get_execution_history): a failed execution has no output, only its states' data.
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -262,6 +264,7 @@ class LocalPlatform:
             error=error,
             cause=cause,
             states=states,
+            history=events,
         )
 
 

@@ -1,10 +1,13 @@
-"""The audit trail on the local stack (moto) after one pilot: every component's state changes and every
-prediction are recorded, the chains verify, tampering is reported at its position, and no prediction is
-returned when its audit record cannot be written."""
+"""The audit trail on the local stack (moto) after one pilot: every component's state changes, every prediction
+and explanation and every batch-scoring run are recorded, the chains verify, tampering is reported at its
+position, and no prediction or explanation is returned (and no experiment exposure logged) when its audit record
+cannot be written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from werkzeug.test import Client
 
 from helpers import load_event
 from local_cloud.platform import LocalPlatform
+from mlops.experiments.store import ExperimentStore
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +75,65 @@ def test_a_prediction_is_audited_with_its_input_hash_and_no_feature_values(api: 
     assert "129.1" not in json.dumps(record)
 
 
+def test_explanations_and_batch_scoring_runs_are_listed_by_get_audit(
+    api: Client, platform: LocalPlatform, pilot: dict[str, Any]
+) -> None:
+    # Given an explanation, a batch of explanations and a prediction by the same client
+    explanation = api.post("/explain", data=load_event("explain_valid")["body"]).get_json()
+    explained = api.post("/explain/batch", data=load_event("explain_batch_valid")["body"]).get_json()
+    prediction = api.post("/predict", data=load_event("predict_valid")["body"]).get_json()
+    # And a batch-scoring run of the telecom file the pilot put in the data bucket
+    s3, bucket = platform.client("s3"), platform.stack.physical_id("DataBucket")
+    request = {
+        "input_key": "datasets/telecom_churn.csv",
+        "output_key": "batch-scores/audited.csv",
+        "chunk_bytes": 100_000,
+    }
+    execution = platform.start_execution("BatchScoringStateMachine", request)
+    run = platform.wait_for_execution(execution, timeout_s=300)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+
+    # When GET /audit is read by event type
+    explanations = audit_records(api, event_type="explanation")
+    batch_runs = audit_records(api, event_type="batch_scoring")
+
+    # Then the explanation is there under its customer, with its answer and the caller /predict records
+    (single,) = [
+        r for r in explanations if r["event"]["details"].get("explanation_id") == explanation["explanation_id"]
+    ]
+    details = single["event"]["details"]
+    assert single["event"]["entity"] == "customer:C00011"
+    assert (details["churn_probability"], details["model_version"]) == (
+        explanation["churn_probability"],
+        explanation["model_version"],
+    )
+    assert details["input_sha256"] == prediction["input_sha256"]  # the same body, the same inputs
+    predicted = audit_records(api, entity="customer:C00011", event_type="prediction")
+    (predict_record,) = [r for r in predicted if r["event"]["details"]["prediction_id"] == prediction["prediction_id"]]
+    assert single["event"]["actor"] == predict_record["event"]["actor"]
+    assert "129.1" not in json.dumps(single)
+    # And the batch of explanations in one record of its request, one entry per explanation
+    (batch,) = [
+        r
+        for r in explanations
+        if [e["explanation_id"] for e in r["event"]["details"].get("explanations", [])]
+        == [e["explanation_id"] for e in explained["explanations"]]
+    ]
+    assert batch["event"]["entity"].startswith("request:")
+    # And the batch-scoring run left exactly one record: the execution, the input's and the output's SHA-256
+    # (as S3 holds them), the rows and the model version
+    run_id = execution.rsplit(":", 1)[1]
+    (record,) = [r for r in batch_runs if r["event"]["entity"] == f"batch:{run_id}"]
+    details = record["event"]["details"]
+    assert record["event"]["actor"] == execution
+    assert (details["rows"], details["model_version"]) == (4000, pilot["results"]["model_version"])
+    stored_input = s3.get_object(Bucket=bucket, Key="datasets/telecom_churn.csv")["Body"].read()
+    stored_output = s3.get_object(Bucket=bucket, Key="batch-scores/audited.csv")["Body"].read()
+    assert details["input"]["sha256"] == hashlib.sha256(stored_input).hexdigest()
+    assert details["output"]["sha256"] == hashlib.sha256(stored_output).hexdigest()
+    assert run.output["result"]["output_sha256"] == details["output"]["sha256"]
+
+
 def test_a_feature_deletion_is_audited(api: Client) -> None:
     deletion = api.delete("/features/C00020").get_json()
     (record,) = audit_records(api, entity="customer:C00020", event_type="feature_deletion")
@@ -98,8 +161,11 @@ def test_no_prediction_is_returned_without_its_audit_record(
     # When the audit store fails for every retry
     response = api.post("/predict", data=load_event("predict_valid")["body"])
     batch = api.post("/predict/batch", data=load_event("predict_batch_valid")["body"])
-    # Then no prediction is returned: a retryable 503 naming the audit trail
-    for failed in (response, batch):
+    explanation = api.post("/explain", data=load_event("explain_valid")["body"])
+    explanations = api.post("/explain/batch", data=load_event("explain_batch_valid")["body"])
+    # Then no prediction (nor explanation, which answers with one) is returned: a retryable 503 naming the audit
+    # trail
+    for failed in (response, batch, explanation, explanations):
         assert failed.status_code == 503
         body = failed.get_json()
         assert body["error"]["code"] == "audit_unavailable"
@@ -108,6 +174,46 @@ def test_no_prediction_is_returned_without_its_audit_record(
     # And nothing was half-written
     after = platform.client("dynamodb").scan(TableName=platform.stack.physical_id("AuditTable"), Select="COUNT")
     assert after["Count"] == before["Count"]
+
+
+def new_customer_body() -> dict[str, Any]:
+    """predict_valid's features for a customer no test has scored: not yet exposed to the running experiment."""
+    return {**json.loads(load_event("predict_valid")["body"]), "customer_id": f"AUDIT-{uuid.uuid4().hex[:12]}"}
+
+
+def test_no_unit_counts_as_exposed_without_an_audited_prediction(
+    api: Client, platform: LocalPlatform, pilot: dict[str, Any], failing_audit_table: None
+) -> None:
+    # Given the pilot's running experiment, and new customers who were never scored
+    experiment_id = pilot["results"]["experiment"]["experiment_id"]
+    store = ExperimentStore(platform.stack.physical_id("ExperimentsTable"), platform.client("dynamodb"))
+    single, batch = new_customer_body(), [new_customer_body() for _ in range(3)]
+    # When they are scored while the audit store fails for every retry
+    refused = [api.post("/predict", json=single), api.post("/predict/batch", json={"records": batch})]
+    # Then nothing is served, and none of them counts as exposed to the experiment
+    assert [r.status_code for r in refused] == [503, 503]
+    assert {b["customer_id"]: store.exposure(experiment_id, b["customer_id"]) for b in [single, *batch]} == {
+        b["customer_id"]: None for b in [single, *batch]
+    }
+
+
+def test_a_served_prediction_is_audited_and_its_exposure_logged(
+    api: Client, platform: LocalPlatform, pilot: dict[str, Any]
+) -> None:
+    # Given the pilot's running experiment and a new customer
+    experiment_id = pilot["results"]["experiment"]["experiment_id"]
+    store = ExperimentStore(platform.stack.physical_id("ExperimentsTable"), platform.client("dynamodb"))
+    body = new_customer_body()
+    # When the customer is scored, the audit store working
+    response = api.post("/predict", json=body)
+    # Then the prediction is served with its variant, audited, and the exposure logged with that variant
+    assert response.status_code == 200
+    prediction = response.get_json()
+    assert prediction["experiment_id"] == experiment_id
+    records = audit_records(api, entity=f"customer:{body['customer_id']}", event_type="prediction")
+    assert [r["event"]["details"]["prediction_id"] for r in records] == [prediction["prediction_id"]]
+    assert records[0]["event"]["details"]["variant"] == prediction["variant"]
+    assert store.exposure(experiment_id, body["customer_id"]) == prediction["variant"]
 
 
 def test_predictions_are_audited_again_once_the_store_recovers(api: Client) -> None:

@@ -1,9 +1,11 @@
 """The batch-scoring state machine (Distributed Map over byte-range chunks) on the local stack: its output
-equals `make score` on the same file with the same model."""
+equals `make score` on the same file with the same model, and the run's result holds both objects' SHA-256
+(its audit record is read through GET /audit in test_audit_api.py)."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,9 @@ def test_a_distributed_map_over_chunks_scores_the_file_exactly_as_make_score(
     cmd_score(argparse.Namespace(model_dir=pilot["output_dir"] / "model", input=TELECOM_CSV, output=expected))
     produced = s3.get_object(Bucket=bucket, Key="batch-scores/out.csv")["Body"].read()
     assert produced == expected.read_bytes()
+    # And the run's result (as its audit record) holds the SHA-256 of that output and of the input scored
+    assert result.output["result"]["output_sha256"] == hashlib.sha256(produced).hexdigest()
+    assert result.output["result"]["input_sha256"] == hashlib.sha256(TELECOM_CSV.read_bytes()).hexdigest()
 
 
 def test_a_chunk_that_was_not_scored_fails_the_run(platform: LocalPlatform, pilot: dict[str, Any]) -> None:

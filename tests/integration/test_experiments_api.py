@@ -217,7 +217,8 @@ def test_a_stopped_experiment_assigns_no_one_but_still_takes_outcomes(platform: 
 
 
 def test_one_running_experiment_per_model_until_it_stops(platform: LocalPlatform) -> None:
-    serving = [{"name": "baseline", "weight": 0.5, "serves": "service_calls_rule"}]
+    rule = {"column": "number_customer_service_calls", "operator": ">", "value": 3}
+    serving = [{"name": "baseline", "weight": 0.5, "serves": "rule", "rule": rule}]
     serving.append({"name": "model", "weight": 0.5, "serves": "model"})
     first = create_body(experiment_id="exp-model-1", model_name="churn", variants=serving, control="baseline")
     second = {**first, "experiment_id": "exp-model-2"}

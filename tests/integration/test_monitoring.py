@@ -1,6 +1,7 @@
 """Monitoring on the local stack (moto) after one pilot: the metrics each handler emits (EMF), outcomes logged
-through the API, and the scheduled monitor's drift and accuracy verdicts crossing the template's alarm
-thresholds on shifted data and wrong outcomes, and staying below them otherwise."""
+through the API by the prediction id /predict returned, and the monitor's drift and accuracy verdicts on an
+explicit window crossing the template's alarm thresholds on shifted data and wrong outcomes, and staying below
+them otherwise."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def score(api: Client, frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def run_monitor(platform: LocalPlatform, since: dt.datetime) -> dict[str, Any]:
-    return platform.runtime.invoke("ModelMonitorFunction", {"since": since.isoformat()})
+    """The monitor's report on the explicit window from `since` to now."""
+    return platform.runtime.invoke("ModelMonitorFunction", {"window_start": since.isoformat()})
 
 
 def now() -> dt.datetime:
@@ -150,32 +152,73 @@ def test_shifted_traffic_crosses_the_drift_alarm(
 def test_outcomes_that_contradict_the_model_cross_the_accuracy_alarm(
     platform: LocalPlatform, api: Client, customers: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given predictions for customers, then outcomes logged through the API
+    # Given predictions for customers, then outcomes logged through the API naming the predictions they judge
     since = now()
     predictions = score(api, customers)
     observed_at = now().isoformat()
 
-    def log(outcomes: list[dict[str, Any]]) -> None:
+    def log(judged: list[dict[str, Any]], agree: bool) -> None:
+        outcomes = [
+            {
+                "prediction_id": p["prediction_id"],
+                "customer_id": p["customer_id"],
+                "churned": (p["churn_probability"] >= p["threshold"]) is agree,
+                "observed_at": observed_at,
+            }
+            for p in judged
+        ]
         response = api.post("/outcomes", json={"outcomes": outcomes})
         assert response.status_code == 200, response.get_json()
 
     # When the outcomes agree with the model's decisions, accuracy is 1 and no alarm
-    log([{"customer_id": p["customer_id"], "churned": p["churn_probability"] >= p["threshold"],
-          "observed_at": observed_at} for p in predictions])  # fmt: skip
+    log(predictions, agree=True)
     capsys.readouterr()
     agreeing = run_monitor(platform, since)
     metrics = {m["name"]: m["value"] for m in emitted_metrics(capsys.readouterr().out)}
-    assert agreeing["accuracy"]["matched"] == len(customers)
+    assert agreeing["accuracy"]["matched"] == agreeing["accuracy"]["matched_by_prediction_id"] == len(customers)
     assert agreeing["accuracy"]["accuracy"] == 1.0
     assert not alarm_breached("ModelAccuracyAlarm", metrics["ModelAccuracy"])
-    # And when as many outcomes again say the opposite, accuracy falls to one half: the alarm fires
-    log([{"customer_id": p["customer_id"], "churned": p["churn_probability"] < p["threshold"],
-          "observed_at": observed_at} for p in predictions])  # fmt: skip
+    # And when later outcomes correct half of them to the opposite, those replace the first (each prediction is
+    # judged once): accuracy falls to one half and the alarm fires
+    log(predictions[: len(predictions) // 2], agree=False)
     capsys.readouterr()
     contradicted = run_monitor(platform, since)
     metrics = {m["name"]: m["value"] for m in emitted_metrics(capsys.readouterr().out)}
+    assert contradicted["accuracy"]["matched"] == len(customers)
+    assert contradicted["accuracy"]["superseded_outcomes"] == len(customers) // 2
     assert contradicted["accuracy"]["accuracy"] == pytest.approx(0.5)
     assert alarm_breached("ModelAccuracyAlarm", metrics["ModelAccuracy"])
+
+
+def test_a_customer_scored_twice_is_judged_by_the_prediction_its_outcome_names(
+    platform: LocalPlatform, api: Client, customers: pd.DataFrame
+) -> None:
+    # Given customers scored, then scored again (the same inputs: the same decisions, new prediction ids), and
+    # outcomes naming the first predictions
+    since = now()
+    first = score(api, customers)
+    again = score(api, customers)
+    assert {p["prediction_id"] for p in first}.isdisjoint(p["prediction_id"] for p in again)
+    outcomes = [
+        {
+            "prediction_id": p["prediction_id"],
+            "customer_id": p["customer_id"],
+            "churned": p["churn_probability"] >= p["threshold"],
+            "observed_at": now().isoformat(),
+        }
+        for p in first
+    ]
+    assert api.post("/outcomes", json={"outcomes": outcomes}).status_code == 200
+    # When the monitor judges the window
+    report = run_monitor(platform, since)
+    # Then drift saw both scorings, and each outcome judged exactly the prediction it named
+    assert report["captured_rows"] == 2 * len(customers)
+    accuracy = report["accuracy"]
+    assert (accuracy["matched"], accuracy["matched_by_prediction_id"]) == (len(customers), len(customers))
+    assert (accuracy["matched_by_customer"], accuracy["unknown_prediction_ids"]) == (0, 0)
+    assert accuracy["window"]["scope"] == "window_predictions"
+    assert accuracy["auc"] is not None
+    assert accuracy["brier_score"] is not None
 
 
 def test_bad_outcomes_are_refused_naming_each_field(platform: LocalPlatform, pilot: dict[str, Any]) -> None:
@@ -185,6 +228,23 @@ def test_bad_outcomes_are_refused_naming_each_field(platform: LocalPlatform, pil
     assert response["statusCode"] == 422
     fields = {f["field"] for f in json.loads(response["body"])["error"]["fields"]}
     assert {"outcomes[0].churned", "outcomes[0].observed_at"} <= fields
+
+
+@pytest.mark.parametrize("prediction_id", ["p-1", "3f2b8c1e-5a4d-4e6f-9b7a", 42])
+def test_a_malformed_prediction_id_is_refused_naming_the_field(
+    platform: LocalPlatform, pilot: dict[str, Any], prediction_id: object
+) -> None:
+    # Given the outcomes of events/outcomes_log.json, the second naming a prediction_id /predict never returns
+    event = load_event("outcomes_log")
+    body = json.loads(event["body"])
+    body["outcomes"][1]["prediction_id"] = prediction_id
+    # When they are posted
+    response = platform.runtime.invoke("MonitoringFunction", event | {"body": json.dumps(body)})
+    # Then a 422 in the API's error shape names that field, and nothing is logged
+    assert response["statusCode"] == 422
+    error = json.loads(response["body"])["error"]
+    assert [f["field"] for f in error["fields"]] == ["outcomes[1].prediction_id"]
+    assert error["retryable"] is False
 
 
 def test_the_hourly_schedule_event_runs_the_monitor(platform: LocalPlatform, pilot: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """Inference capture and outcome logging on moto S3: sampling, what a captured row holds, key layout, time windows,
-and the validation of POST /outcomes bodies."""
+each prediction once, outcomes naming their prediction, and the validation of POST /outcomes bodies."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from mlops.api.contracts import Prediction
 from mlops.data.features import Columns
-from mlops.monitoring.capture import InferenceCapture, score_bucket
+from mlops.monitoring.capture import InferenceCapture, distinct_predictions, score_bucket
 from mlops.monitoring.outcomes import Outcome, OutcomeLog, OutcomesRequest
 
 BUCKET = "monitoring-bucket"  # not plain "monitoring": moto routes monitoring.* hosts to CloudWatch
@@ -76,8 +76,13 @@ def capture_at(
     )
 
 
-def an_outcome(customer: str, churned: bool = True, observed_at: dt.datetime = T0) -> Outcome:
-    return Outcome(customer_id=customer, churned=churned, observed_at=observed_at)
+def an_outcome(
+    customer: str, churned: bool = True, observed_at: dt.datetime = T0, prediction_id: str | None = None
+) -> Outcome:
+    return Outcome(customer_id=customer, churned=churned, observed_at=observed_at, prediction_id=prediction_id)
+
+
+PREDICTION_ID = "3f2b8c1e-5a4d-4e6f-9b7a-0c1d2e3f4a5b"
 
 
 # ---------------------------------------------------------------------- capture: sampling
@@ -218,6 +223,26 @@ def test_another_models_capture_is_not_read(s3: Any) -> None:
     assert InferenceCapture(BUCKET, s3, MODEL, sample_rate=0).read(T0, T0 + dt.timedelta(hours=1)) == []
 
 
+# ---------------------------------------------------------------------- capture: each prediction once
+def test_a_prediction_captured_twice_is_read_back_once(s3: Any) -> None:
+    # Given a request of three predictions captured at 12:00, and captured again at 12:01 (a retried request)
+    predictions = [a_prediction(i) for i in range(3)]
+    capture_at(s3, T0, predictions)
+    capture_at(s3, T0 + dt.timedelta(minutes=1), predictions)
+    # When the window's rows are read and each prediction kept once
+    read = InferenceCapture(BUCKET, s3, MODEL, sample_rate=0).read(T0, T0 + dt.timedelta(hours=1))
+    rows, repeats = distinct_predictions(read)
+    # Then each prediction is one row, the first captured, and the three repeats are counted
+    assert sorted(row["prediction_id"] for row in rows) == ["prediction-0", "prediction-1", "prediction-2"]
+    assert {row["captured_at"] for row in rows} == {T0.isoformat()}
+    assert (len(read), repeats) == (6, 3)
+
+
+def test_rows_without_a_prediction_id_are_each_kept() -> None:
+    rows = [{"prediction_id": "a"}, {"features": {}}, {"features": {}}, {"prediction_id": "a"}]
+    assert distinct_predictions(rows) == ([{"prediction_id": "a"}, {"features": {}}, {"features": {}}], 1)
+
+
 # ---------------------------------------------------------------------- outcomes
 def test_outcomes_round_trip_across_a_day_boundary(s3: Any) -> None:
     # Given outcomes logged at 23:59 and at 00:01 the next day
@@ -244,6 +269,32 @@ def test_outcomes_logged_outside_the_window_are_left_out(s3: Any) -> None:
     read = log.read(T0, T0 + dt.timedelta(hours=1))
     # Then only the outcome logged in that hour is found
     assert [o.customer_id for o in read] == ["C00002"]
+
+
+def test_an_outcome_naming_its_prediction_round_trips_and_one_without_stores_no_id(s3: Any) -> None:
+    # Given an outcome naming its prediction (in upper case, as a caller may copy it) and one naming none
+    named = an_outcome("C00001", prediction_id=PREDICTION_ID.upper())
+    log = OutcomeLog(BUCKET, s3, MODEL)
+    key = log.write([named, an_outcome("C00002")], "request-1", now=T0)
+    # When they are read back
+    read = log.read(T0, T0)
+    # Then the id is kept as /predict returns it (lower case), and the other outcome stores no id at all
+    assert [o.prediction_id for o in read] == [PREDICTION_ID, None]
+    second = json.loads(stored_text(s3, key).splitlines()[1])
+    assert "prediction_id" not in second
+
+
+def test_outcomes_are_read_back_in_the_order_they_were_logged(s3: Any) -> None:
+    # Given two requests logged in the same second, the later one under a key that lists first
+    log = OutcomeLog(BUCKET, s3, MODEL)
+    moment = T0 + dt.timedelta(minutes=30)
+    log.write([an_outcome("C00001", True), an_outcome("C00002", True)], "b-first", now=moment)
+    log.write([an_outcome("C00001", False)], "a-correction", now=moment + dt.timedelta(milliseconds=500))
+    assert [key.rsplit("-", 1)[-1] for key in stored_keys(s3)] == ["correction.jsonl", "first.jsonl"]
+    # When the hour is read
+    read = log.read(T0, T0 + dt.timedelta(hours=1))
+    # Then the outcomes come in logged order (a request's own order kept): the correction last
+    assert [(o.customer_id, o.churned) for o in read] == [("C00001", True), ("C00002", True), ("C00001", False)]
 
 
 def test_a_body_of_one_to_a_thousand_outcomes_is_accepted() -> None:
@@ -285,6 +336,25 @@ def test_a_body_of_one_to_a_thousand_outcomes_is_accepted() -> None:
             {"outcomes": [{"customer_id": "C1", "churned": True, "observed_at": "2026-11-01T12:00:00Z"}], "x": 1},
             ("x",),
             id="unknown-top-level-field",
+        ),
+        *(
+            pytest.param(
+                {
+                    "outcomes": [
+                        {"customer_id": "C1", "churned": True, "observed_at": "2026-11-01T12:00:00Z"},
+                        {"customer_id": "C2", "churned": True, "observed_at": "2026-11-01T12:00:00Z", **bad},
+                    ]
+                },
+                ("outcomes", 1, "prediction_id"),
+                id=f"prediction-id-{name}",
+            )
+            for name, bad in {
+                "not-a-uuid": {"prediction_id": "prediction-1"},
+                "truncated": {"prediction_id": PREDICTION_ID[:-1]},
+                "with-spaces": {"prediction_id": f" {PREDICTION_ID} "},
+                "empty": {"prediction_id": ""},
+                "a-number": {"prediction_id": 12345},
+            }.items()
         ),
     ],
 )
@@ -342,3 +412,18 @@ def test_an_outcome_is_a_json_boolean(churned: object) -> None:
     with pytest.raises(ValidationError) as refused:
         OutcomesRequest.model_validate(body)
     assert refused.value.errors()[0]["loc"] == ("outcomes", 0, "churned")
+
+
+def test_a_malformed_prediction_id_is_refused_saying_what_it_must_be() -> None:
+    # Given an outcome whose prediction_id is not the UUID /predict returns
+    body = {
+        "outcomes": [
+            {"customer_id": "C1", "churned": True, "observed_at": "2026-11-01T12:00:00Z", "prediction_id": "p-1"}
+        ]
+    }
+    # When it is validated / Then it is refused, naming the field and what it must be
+    with pytest.raises(ValidationError) as refused:
+        OutcomesRequest.model_validate(body)
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("outcomes", 0, "prediction_id")
+    assert "as /predict returned it" in error["msg"]

@@ -41,3 +41,17 @@ def test_a_file_without_the_target_column_is_refused_when_read() -> None:
     with pytest.raises(DataValidationError) as error:
         read_dataset(io.StringIO("id,fee,plan\nc1,1,a\n"), SCHEMA, require_target=True)
     assert error.value.field == "churn"
+
+
+def test_blank_cells_are_missing_values_in_number_and_text_columns() -> None:
+    # Given an export that writes a blank as a space, as the Telco churn file's TotalCharges does
+    schema = DataSchema(id_column="id", target="y", positive_label="1", numerical=["total"], categorical=["plan"])
+    data = "id,total,plan,y\na,1.5,basic,1\nb, ,  ,0\nc,,premium,0\n"
+    # When it is read
+    frame = read_dataset(io.StringIO(data), schema, require_target=True)
+    # Then the blank number is NaN and the blank text None, like an empty cell; the rest is read as written
+    assert frame["total"].isna().tolist() == [False, True, True]
+    assert frame["plan"].tolist() == ["basic", None, "premium"]
+    # And text that is not a number is still refused, naming the column
+    with pytest.raises(DataValidationError, match="total"):
+        read_dataset(io.StringIO("id,total,plan,y\na,abc,basic,1\n"), schema)

@@ -7,10 +7,17 @@ import pytest
 from botocore.exceptions import ClientError
 
 from mlops.api.contracts import Prediction
-from mlops.core.errors import ExperimentUnavailableError
+from mlops.data.schema import DecisionRule
 from mlops.experiments.models import Experiment, ExperimentCreate
 from mlops.experiments.service import new_experiment
-from mlops.experiments.serving import RunningExperimentProvider, assigner_of, serve_experiment, service_calls_of
+from mlops.experiments.serving import RunningExperimentProvider, assigner_of, rule_decisions, serve_experiment
+
+SERVICE_CALLS_RULE = {"column": "number_customer_service_calls", "operator": ">", "value": 3}
+
+
+def service_calls(values: list[float]) -> dict[str, np.ndarray]:
+    """The model inputs a rule on service calls reads: one (n, 1) float32 column, as the ONNX graph takes it."""
+    return {"number_customer_service_calls": np.array(values, dtype=np.float32).reshape(-1, 1)}
 
 
 def pilot_like_experiment(experiment_id: str = "exp-serving") -> Experiment:
@@ -19,7 +26,7 @@ def pilot_like_experiment(experiment_id: str = "exp-serving") -> Experiment:
         name="churn_model_v1_vs_baseline",
         model_name="churn",
         variants=[
-            {"name": "baseline", "weight": 0.5, "serves": "service_calls_rule"},
+            {"name": "baseline", "weight": 0.5, "serves": "rule", "rule": SERVICE_CALLS_RULE},
             {"name": "model", "weight": 0.5, "serves": "model"},
         ],
         primary_metric={"name": "retained", "kind": "conversion"},
@@ -34,23 +41,14 @@ class FakeStore:
 
     def __init__(self, running: Experiment | None = None) -> None:
         self.running = running
-        self.exposures: dict[tuple[str, str], str] = {}
         self.reads = 0
         self.fail_reads = False
-        self.fail_writes = False
 
     def running_for_model(self, model_name: str) -> Experiment | None:
         self.reads += 1
         if self.fail_reads:
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetItem")
         return self.running
-
-    def log_exposure(self, experiment_id: str, unit_id: str, variant: str) -> bool:
-        if self.fail_writes:
-            raise ClientError({"Error": {"Code": "InternalServerError"}}, "PutItem")
-        first = (experiment_id, unit_id) not in self.exposures
-        self.exposures.setdefault((experiment_id, unit_id), variant)
-        return first
 
 
 def prediction(customer_id: str, probability: float) -> Prediction:
@@ -66,14 +64,13 @@ def prediction(customer_id: str, probability: float) -> Prediction:
     )
 
 
-def test_each_variant_serves_its_own_decision_and_exposures_are_logged_once() -> None:
+def test_each_variant_serves_its_own_decision_and_each_customer_is_one_exposure() -> None:
     # Given a running experiment and 200 customers with 5 service calls whom the model scores as loyal
     experiment = pilot_like_experiment()
-    store = FakeStore(experiment)
     predictions = [prediction(f"C{i}", 0.1) for i in range(200)] + [prediction("C0", 0.1)]  # C0 twice
-    calls = [5.0] * len(predictions)
+    calls = service_calls([5.0] * len(predictions))
     # When scored through the experiment
-    served, exposures = serve_experiment(predictions, calls, (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
+    served, exposures = serve_experiment(predictions, calls, (experiment, assigner_of(experiment)))
     # Then baseline customers get the rule's "churn", model customers the model's "stay"
     variants = {p.variant for p in served}
     assert variants == {"baseline", "model"}
@@ -81,26 +78,9 @@ def test_each_variant_serves_its_own_decision_and_exposures_are_logged_once() ->
         assert p.experiment_id == "exp-serving"
         assert p.churn_prediction is (p.variant == "baseline")
         assert p.churn_probability == 0.1  # the model's probability whatever the variant
-    # And every customer has exactly one exposure, with the variant it was served
-    assert exposures == 200
-    assert len(store.exposures) == 200
-    assert all(store.exposures[("exp-serving", p.customer_id)] == p.variant for p in served)
-
-
-def test_an_exposure_that_cannot_be_logged_refuses_the_request_rather_than_lose_it() -> None:
-    # Given a running experiment whose exposure writes fail (the store's own retries exhausted)
-    experiment = pilot_like_experiment()
-    store = FakeStore(experiment)
-    store.fail_writes = True
-    # When a prediction is served through it / Then nothing is served: a retryable error instead of a lost exposure
-    with pytest.raises(ExperimentUnavailableError) as refused:
-        serve_experiment([prediction("C1", 0.9)], [0.0], (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
-    assert refused.value.retryable
-    # And once the table takes writes again, the retried request logs the exposure once
-    store.fail_writes = False
-    served, exposures = serve_experiment([prediction("C1", 0.9)], [0.0], (experiment, assigner_of(experiment)), store)  # type: ignore[arg-type]
-    assert exposures == 1
-    assert store.exposures == {("exp-serving", "C1"): served[0].variant}
+    # And the exposures to log (after the audit record) hold every customer once, with the variant it was served
+    assert len(exposures) == 200
+    assert all(exposures[p.customer_id] == p.variant for p in served)
 
 
 def test_the_running_experiment_is_re_read_once_per_refresh_interval_and_survives_read_errors() -> None:
@@ -129,11 +109,31 @@ def test_the_running_experiment_is_re_read_once_per_refresh_interval_and_survive
     assert provider.current() is None
 
 
-def test_service_calls_come_from_the_model_inputs() -> None:
-    inputs = {"number_customer_service_calls": np.array([[4.0], [1.0]], dtype=np.float32)}
-    assert service_calls_of(inputs) == [4.0, 1.0]
-    assert service_calls_of({}) is None
+def test_a_rule_decides_on_the_model_inputs_and_needs_its_column() -> None:
+    # Given the pilot-like experiment, whose baseline serves "more than 3 service calls"
     experiment = pilot_like_experiment()
+    # When its rule reads the inputs of two customers (4 calls, 1 call)
+    decisions = rule_decisions(experiment, service_calls([4.0, 1.0]))
+    # Then the baseline flags the first only; the model variant has no rule
+    assert decisions == {"baseline": [True, False]}
+    # And a model without that input cannot serve the rule: named in the error
     baseline_customer = next(f"C{i}" for i in range(100) if assigner_of(experiment).assign(f"C{i}") == "baseline")
     with pytest.raises(ValueError, match="number_customer_service_calls"):
-        serve_experiment([prediction(baseline_customer, 0.2)], None, (experiment, assigner_of(experiment)), FakeStore())  # type: ignore[arg-type]
+        serve_experiment([prediction(baseline_customer, 0.2)], {}, (experiment, assigner_of(experiment)))
+
+
+def test_a_text_rule_compares_for_equality_and_a_missing_value_never_satisfies_it() -> None:
+    # Given a rule on a text column, as the Telco-shaped schema declares
+    rule = DecisionRule(column="Contract", operator="==", value="Month-to-month")
+    # When it reads values as the model sees them
+    # Then only an equal value (spaces stripped) satisfies it, and a missing one never does
+    assert rule.applies(["Month-to-month", " Month-to-month ", "Two year", None]) == [True, True, False, False]
+    assert DecisionRule(column="x", operator="<=", value=2).applies([1.0, 2.0, 3.0, float("nan")]) == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    # And a text value with an order operator is refused when the rule is declared
+    with pytest.raises(ValueError, match="== or !="):
+        DecisionRule(column="Contract", operator=">", value="Month-to-month")

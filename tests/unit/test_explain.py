@@ -1,10 +1,11 @@
-"""TreeSHAP explanations (mlops.serving.explain): additivity, the map back to input features, reasons, ?top=N, and the
-rule that only the served version is explained. Both candidates are trained on the telecom file through the
-real training code."""
+"""TreeSHAP explanations (mlops.serving.explain): additivity, the map back to input features, reasons, ?top=N, the
+rule that only the served version is explained, and every explanation audited before it is returned. Both
+candidates are trained on the telecom file through the real training code."""
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -15,10 +16,18 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from audit_helpers import TABLE, FailingPuts, TickingClock, mocked_audit_aws, no_sleep
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
 from mlops.api.contracts import MAX_REASONS, Explanation, FeatureContribution, PredictRequest
+from mlops.audit.queries import query_audit
+from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactStore
-from mlops.core.errors import ArtifactIntegrityError, FeatureValidationError, VersionNotDeployedError
+from mlops.core.errors import (
+    ArtifactIntegrityError,
+    AuditUnavailableError,
+    FeatureValidationError,
+    VersionNotDeployedError,
+)
 from mlops.core.settings import ScoringSettings
 from mlops.data.dataset import frame_to_columns, labels, prepared_to_frame, read_dataset, split_dataset
 from mlops.data.derived_features import DERIVED_BY_NAME
@@ -29,13 +38,14 @@ from mlops.data.schema import DataSchema
 from mlops.registry.store import ModelStatus, ModelVersion, ProductionAlias
 from mlops.serving.explain import (
     ExplainableModel,
+    ExplanationService,
     explain_requests,
     load_explainable_version,
     reason,
     served_model,
 )
 from mlops.serving.global_importance import explainability_summary
-from mlops.serving.scoring import ModelProvider
+from mlops.serving.scoring import ModelProvider, score_and_prepare
 from mlops.training.candidates import CANDIDATES, build_pipeline
 from mlops.training.export import dump_skops, export_onnx
 from mlops.training.selection import train_and_select
@@ -120,6 +130,13 @@ def customer(telecom: Telecom, customer_id: str) -> PredictRequest:
     return request
 
 
+def serving(model: ExplainableModel) -> ModelProvider[ExplainableModel]:
+    """A provider whose production alias names the model's version, which it serves."""
+    alias = ProductionAlias(model_name="churn", version=model.version.version, deployment_id="d", deployed_at="now")
+    registry = SimpleNamespace(get_production=lambda _: alias, get=lambda _, version: model.version)
+    return ModelProvider(registry, None, "churn", 3600, loader=lambda version, _: model)
+
+
 def explain_one(telecom: Telecom, request: PredictRequest, top: int | None = None) -> Explanation:
     (explanation,) = explain_requests([request], telecom.models["gradient_boosting"], top=top)
     return explanation
@@ -180,9 +197,13 @@ def test_the_template_gives_the_explain_function_its_settings_read_only_access_a
     assert required <= set(variables)
     scoring = template["Resources"]["ScoringFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["MODEL_REFRESH_SECONDS"] == scoring["MODEL_REFRESH_SECONDS"]
-    # And it may only read the registry, the stored features and the artifacts
-    policies = [(next(iter(p)), next(iter(p.values()))) for p in properties["Policies"]]
-    assert policies == [
+    # And it may only append to the audit trail exactly as the scoring function does, and read the registry,
+    # the stored features and the artifacts
+    audit_statement, *policies = properties["Policies"]
+    scoring_policies = template["Resources"]["ScoringFunction"]["Properties"]["Policies"]
+    assert audit_statement in scoring_policies
+    assert audit_statement["Statement"][0]["Resource"] == {"Fn::GetAtt": ["AuditTable", "Arn"]}
+    assert [(next(iter(p)), next(iter(p.values()))) for p in policies] == [
         ("DynamoDBReadPolicy", {"TableName": {"Ref": "ModelRegistryTable"}}),
         ("DynamoDBReadPolicy", {"TableName": {"Ref": "FeatureStoreTable"}}),
         ("S3ReadPolicy", {"BucketName": {"Ref": "ArtifactBucket"}}),
@@ -387,6 +408,54 @@ def test_a_tampered_model_or_an_unsupported_classifier_is_refused(telecom: Telec
     without = version.model_copy(update={"artifacts": {k: v for k, v in version.artifacts.items() if k != "sklearn"}})
     with pytest.raises(ArtifactIntegrityError, match="no scikit-learn model"):
         load_explainable_version(without, store)
+
+
+@pytest.mark.slow
+def test_every_explanation_is_audited_like_a_prediction_before_it_is_returned(telecom: Telecom) -> None:
+    # Given the explanation service of the served version, appending to an audit table on moto
+    model = telecom.models["gradient_boosting"]
+    requests = [customer(telecom, "C00011"), customer(telecom, "C00012")]
+    with mocked_audit_aws() as aws:
+        trail = AuditTrail(TABLE, aws["dynamodb"], chain="explain-test", clock=TickingClock(), sleep=no_sleep)
+        service = ExplanationService(serving(model), None, trail)
+
+        # When one customer is explained, then two as a batch
+        (single,) = service.explain(requests[:1], caller="key-1", request_id="req-1").explanations
+        batch = service.explain(requests, caller="key-1", request_id="req-2", batch=True).explanations
+
+        # Then the single explanation has its record under the customer, naming the caller and the request, with
+        # the answer given and the SHA-256 of the inputs /predict audits for the same body
+        predictions = score_and_prepare(requests, model.served)[0]
+        (record,) = query_audit(TABLE, aws["dynamodb"], entity="customer:C00011", event_type="explanation").records
+        assert (record.event.actor, record.event.details["request_id"]) == ("key-1", "req-1")
+        assert record.event.details == {
+            "explanation_id": single.explanation_id,
+            "customer_id": "C00011",
+            "model_version": model.version.version,
+            "input_sha256": predictions[0].input_sha256,
+            "churn_probability": single.churn_probability,
+            "churn_prediction": single.churn_prediction,
+            "threshold": single.threshold,
+            "reasons": [f"{r.feature}:{r.direction}" for r in single.reasons],
+            "request_id": "req-1",
+        }
+        # And the batch has one record under the request, one entry per explanation returned
+        (batch_record,) = query_audit(TABLE, aws["dynamodb"], entity="request:req-2").records
+        entries = batch_record.event.details["explanations"]
+        assert [e["explanation_id"] for e in entries] == [e.explanation_id for e in batch]
+        assert [e["input_sha256"] for e in entries] == [p.input_sha256 for p in predictions]
+        # And no record holds a feature value (C00011 has 129.1 day minutes and 228.5 evening minutes, C00012
+        # 187.7 and 163.4), only the names of the features the reasons gave
+        stored = json.dumps([record.model_dump(mode="json"), batch_record.model_dump(mode="json")])
+        assert [value for value in ("129.1", "228.5", "187.7", "163.4") if value in stored] == []
+
+        # When the audit table refuses every write past the trail's retries
+        failing = AuditTrail(TABLE, FailingPuts(aws["dynamodb"], lambda _: "throttle"), sleep=no_sleep)
+        refusing = ExplanationService(serving(model), None, failing)
+        # Then no explanation is returned: the retryable error the API answers with 503
+        with pytest.raises(AuditUnavailableError) as refused:
+            refusing.explain(requests[:1], caller="key-1", request_id="req-3")
+        assert refused.value.retryable
 
 
 @pytest.mark.parametrize(

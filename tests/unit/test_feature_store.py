@@ -80,20 +80,49 @@ def test_a_group_is_declared_from_the_data_schema() -> None:
 
 def test_an_older_event_never_overwrites_a_newer_one(aws: dict[str, Any], group: FeatureGroup) -> None:
     store = OnlineFeatureStore("features", aws["dynamodb"])
+    ingested = T0 + dt.timedelta(days=30)
     # Given the newest record arrives first
-    assert store.put_latest(group, "C1", {"calls": 5, "plan": "b"}, T0 + dt.timedelta(days=2)) is WriteOutcome.WRITTEN
-    # When an older one arrives late, and the newest is re-sent
-    assert store.put_latest(group, "C1", {"calls": 1, "plan": "a"}, T0) is WriteOutcome.SKIPPED_NOT_NEWER
-    assert store.put_latest(group, "C1", {"calls": 5, "plan": "b"}, T0 + dt.timedelta(days=2)) is (
-        WriteOutcome.SKIPPED_NOT_NEWER
-    )
+    newest = (T0 + dt.timedelta(days=2), ingested)
+    assert store.put_latest(group, "C1", {"calls": 5, "plan": "b"}, *newest) is WriteOutcome.WRITTEN
+    # When an older one arrives late, even ingested later, and the newest is re-sent (same ingestion)
+    later = ingested + dt.timedelta(hours=1)
+    assert store.put_latest(group, "C1", {"calls": 1, "plan": "a"}, T0, later) is WriteOutcome.SKIPPED_NOT_NEWER
+    assert store.put_latest(group, "C1", {"calls": 5, "plan": "b"}, *newest) is WriteOutcome.SKIPPED_NOT_NEWER
     # Then the store holds the newest values
     record = store.get(group, "C1")
     assert record.values == {"calls": 5.0, "plan": "b"}
     assert record.event_time == T0 + dt.timedelta(days=2)
     # And a genuinely newer event does replace it
-    store.put_latest(group, "C1", {"calls": 6, "plan": None}, T0 + dt.timedelta(days=3))
+    store.put_latest(group, "C1", {"calls": 6, "plan": None}, T0 + dt.timedelta(days=3), ingested)
     assert store.get(group, "C1").values == {"calls": 6.0, "plan": None}
+
+
+def test_a_record_with_the_same_event_time_replaces_the_stored_one_only_if_ingested_later(
+    aws: dict[str, Any], group: FeatureGroup
+) -> None:
+    # Given a record of C1 at T0 ingested at T0 + 1h (a clock at T0 + 2h for records without an ingestion time)
+    store = OnlineFeatureStore("features", aws["dynamodb"], clock=lambda: (T0 + dt.timedelta(hours=2)).timestamp())
+    hour = dt.timedelta(hours=1)
+    store.put_latest(group, "C1", {"calls": 1, "plan": "a"}, T0, T0 + hour)
+    # When a record with the same event time but an earlier ingestion arrives, it is refused
+    assert store.put_latest(group, "C1", {"calls": 0}, T0, T0 + hour / 2) is WriteOutcome.SKIPPED_NOT_NEWER
+    assert store.get(group, "C1").values == {"calls": 1.0, "plan": "a"}
+    # When one ingested later arrives (a correction), it replaces the stored record, as the offline join would
+    assert store.put_latest(group, "C1", {"calls": 2, "plan": "b"}, T0, T0 + 1.5 * hour) is WriteOutcome.WRITTEN
+    assert store.get(group, "C1").values == {"calls": 2.0, "plan": "b"}
+    # And one without an ingestion time is ingested now (the clock), which is later still
+    assert store.put_latest(group, "C1", {"calls": 3, "plan": "c"}, T0) is WriteOutcome.WRITTEN
+    assert store.get(group, "C1").values == {"calls": 3.0, "plan": "c"}
+    # And in a batch, the latest ingestion of the same event wins whatever the input order
+    batch = [
+        IncomingRecord(entity_id="C2", event_time=T0, ingested_at=T0 + 2 * hour, values={"calls": 22}),
+        IncomingRecord(entity_id="C2", event_time=T0, ingested_at=T0 + hour, values={"calls": 21}),
+    ]
+    assert store.put_latest_many(group, batch) == {WriteOutcome.WRITTEN: 1, WriteOutcome.SKIPPED_NOT_NEWER: 1}
+    assert store.get(group, "C2").values["calls"] == 22.0
+    older = [IncomingRecord(entity_id="C2", event_time=T0, ingested_at=T0, values={"calls": 20})]
+    assert store.put_latest_many(group, older) == {WriteOutcome.SKIPPED_NOT_NEWER: 1}
+    assert store.get(group, "C2").values["calls"] == 22.0
 
 
 def test_freshness_follows_the_groups_ttl(aws: dict[str, Any], group: FeatureGroup) -> None:
@@ -173,20 +202,27 @@ def test_deleting_a_customer_removes_the_online_record_and_records_the_deletion(
 
 def test_bulk_ingestion_keeps_the_newest_record_per_entity(aws: dict[str, Any], group: FeatureGroup) -> None:
     store = OnlineFeatureStore("features", aws["dynamodb"])
+    ingested = T0 + dt.timedelta(days=10)
     # Given a stored record of C1 at day 5
-    store.put_latest(group, "C1", {"calls": 5, "plan": "e"}, T0 + dt.timedelta(days=5))
+    store.put_latest(group, "C1", {"calls": 5, "plan": "e"}, T0 + dt.timedelta(days=5), ingested)
     # When a batch brings C1 at days 2 and 9 (out of order), an older C1 than stored, and C2 twice at one time
+
+    def record(entity_id: str, days: int, values: dict[str, Any]) -> IncomingRecord:
+        return IncomingRecord(
+            entity_id=entity_id, event_time=T0 + dt.timedelta(days=days), ingested_at=ingested, values=values
+        )
+
     batch = [
-        IncomingRecord(entity_id="C1", event_time=T0 + dt.timedelta(days=9), values={"calls": 9, "plan": "i"}),
-        IncomingRecord(entity_id="C1", event_time=T0 + dt.timedelta(days=2), values={"calls": 2, "plan": "b"}),
-        IncomingRecord(entity_id="C2", event_time=T0, values={"calls": 1, "plan": "a"}),
-        IncomingRecord(entity_id="C2", event_time=T0, values={"calls": 1, "plan": "a"}),
+        record("C1", 9, {"calls": 9, "plan": "i"}),
+        record("C1", 2, {"calls": 2, "plan": "b"}),
+        record("C2", 0, {"calls": 1, "plan": "a"}),
+        record("C2", 0, {"calls": 1, "plan": "a"}),
     ]
     outcomes = store.put_latest_many(group, batch, workers=4)
     # Then only the newest record of each entity is written
     assert outcomes == {WriteOutcome.WRITTEN: 2, WriteOutcome.SKIPPED_NOT_NEWER: 2}
     assert store.get(group, "C1").values == {"calls": 9.0, "plan": "i"}
-    # And sending the same batch again writes nothing
+    # And sending the same batch again (same ingestion time) writes nothing
     assert store.put_latest_many(group, batch) == {WriteOutcome.SKIPPED_NOT_NEWER: 4}
 
 
@@ -229,7 +265,9 @@ def test_a_failing_dynamodb_is_a_retryable_unavailable_error(group: FeatureGroup
 
 
 def test_point_in_time_returns_the_values_valid_at_each_timestamp(aws: dict[str, Any], group: FeatureGroup) -> None:
-    # Given three versions of one customer, appended out of order, and one of another customer
+    # Given a group whose records stay fresh for 60 days (the TTL bounds the join, see test_point_in_time.py)
+    group = group.model_copy(update={"ttl_seconds": 60 * 24 * 3600})
+    # And three versions of one customer, appended out of order, and one of another customer
     offline = OfflineFeatureStore("offline", aws["s3"])
     versions = pd.DataFrame(
         {
@@ -260,10 +298,12 @@ def test_point_in_time_returns_the_values_valid_at_each_timestamp(aws: dict[str,
     assert result["calls"].tolist()[1:] == [1.0, 2.0, 3.0, 3.0, 9.0]
     assert result["plan"].tolist()[1:] == ["a", "b", "c", "c", "z"]
     assert (result["feature_event_time"].iloc[1:] <= pd.to_datetime(asked["event_time"].iloc[1:], utc=True)).all()
+    assert result["plan"].iloc[0] is None
 
 
 def test_history_is_partitioned_by_event_date_and_append_only(aws: dict[str, Any], group: FeatureGroup) -> None:
-    offline = OfflineFeatureStore("offline", aws["s3"])
+    now = {"t": T0.timestamp()}
+    offline = OfflineFeatureStore("offline", aws["s3"], clock=lambda: now["t"])
     frame = pd.DataFrame(
         {
             "entity_id": ["C1", "C2"],
@@ -272,13 +312,24 @@ def test_history_is_partitioned_by_event_date_and_append_only(aws: dict[str, Any
             "plan": ["a", "b"],
         }
     )
-    first = offline.append(group, frame)
+    # Given two records of two days, appended at T0
+    first = offline.append(group, frame).written_keys
     assert [k.split("/")[3] for k in first] == ["date=2026-11-01", "date=2026-11-02"]
-    # Appending the same records again adds nothing; new records add a part
-    assert offline.append(group, frame) == []
+    # When appending the same records again an hour later, and then new records
+    now["t"] += 3600
+    again = offline.append(group, frame)
     newer = frame.assign(event_time=T0 + dt.timedelta(days=1), calls=[5.0, 6.0])
-    assert [k.split("/")[3] for k in offline.append(group, newer)] == ["date=2026-11-02"]
-    assert len(offline.history(group)) == 4
+    added = offline.append(group, newer).written_keys
+    # Then the same records add nothing and keep their first ingestion time; new records add a part
+    assert again.written_keys == []
+    assert again.records["ingested_at"].tolist() == [pd.Timestamp(T0)] * 2
+    assert [k.split("/")[3] for k in added] == ["date=2026-11-02"]
+    history = offline.history(group)
+    assert len(history) == 4
+    assert sorted(history["ingested_at"].unique().tolist()) == [
+        pd.Timestamp(T0),
+        pd.Timestamp(T0 + dt.timedelta(hours=1)),
+    ]
 
 
 @pytest.mark.slow
@@ -310,6 +361,7 @@ def test_ingesting_the_telecom_file_twice_changes_nothing_and_rebuilds_the_train
         )
     )
     assert sum(page["Count"] for page in pages) == 4000
+    assert second.ingested_at == first.ingested_at  # the records keep the time they were first ingested
     frame = read_dataset(TELECOM_CSV, schema)
     sample = online.get(group, "C00011")
     expected = frame.set_index(schema.id_column).loc["C00011"]

@@ -1,6 +1,6 @@
-"""The model card (mlops.registry.model_card): the segments the caller names and only those, automatic
-limitations, the intended use and the JSON round trip. The telecom card (tests/model_card_examples.py) is built
-from a logistic regression on a few numerical columns, so the module runs in about a second."""
+"""The model card (mlops.registry.model_card): the segments its schema declares unless the caller names others,
+automatic limitations, the intended use and the JSON round trip. The telecom card (tests/model_card_examples.py) is
+built from a logistic regression on a few numerical columns, so the module runs in about a second."""
 
 from __future__ import annotations
 
@@ -48,14 +48,32 @@ def test_a_segment_with_one_class_has_no_auc_and_becomes_a_limitation() -> None:
     assert basic.auc_roc is not None
 
 
-def test_a_card_has_no_segments_unless_the_caller_names_them() -> None:
-    # Given the same data, with its small categorical plan column
+def test_a_card_reports_the_segments_its_schema_declares_by_default() -> None:
+    # Given the same data, whose schema declares the plan as a segment with "premium" in a named group
     probabilities, y, frame, schema = _plan_data()
-    # When the card is built without segments
-    card = synthetic_card(probabilities, y, frame, schema)
-    # Then it reports none, and no segment limitation, whatever columns the data has
-    assert card.segments == []
-    assert not any(limitation.startswith("Segment ") for limitation in card.limitations)
+    declared = DataSchema.model_validate(
+        {**schema.model_dump(), "segments": {"tier": {"column": "plan", "groups": {"paying": ["Premium"]}}}}
+    )
+    # When the card is built without segments from the caller
+    card = synthetic_card(probabilities, y, frame, declared)
+    # Then its segments are the declared grouping: the premium rows in their group, the others in "other"
+    assert [(item.segment, item.value, item.n) for item in card.segments] == [
+        ("tier", "other", 160),
+        ("tier", "paying", 40),
+    ]
+    assert any("tier = paying has only negative rows" in limitation for limitation in card.limitations)
+
+
+def test_a_card_falls_back_on_small_categorical_columns_and_the_caller_can_ask_for_none() -> None:
+    # Given the same data, whose schema declares no segments
+    probabilities, y, frame, schema = _plan_data()
+    # When the card is built without segments, and again with an empty mapping of them
+    by_default = synthetic_card(probabilities, y, frame, schema)
+    none = synthetic_card(probabilities, y, frame, schema, segments={})
+    # Then by default the small categorical plan column is the segment; asked for none, the card has none
+    assert {item.segment for item in by_default.segments} == {"plan"}
+    assert none.segments == []
+    assert not any(limitation.startswith("Segment ") for limitation in none.limitations)
 
 
 def test_the_card_says_what_predicting_no_churn_scores(telecom: TelecomExample) -> None:

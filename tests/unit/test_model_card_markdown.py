@@ -60,7 +60,7 @@ def test_the_markdown_keeps_tables_intact_and_handles_empty_sections() -> None:
 
 
 def test_a_card_without_segments_says_so() -> None:
-    # Given a card built without segments
+    # Given a card whose schema declares no segments, on data without a categorical column to fall back on
     rng = np.random.default_rng(6)
     schema = DataSchema(id_column="id", target="churn", positive_label="yes", numerical=["x"], categorical=[])
     frame = pd.DataFrame({"id": [str(i) for i in range(40)], "x": rng.random(40)})
@@ -69,5 +69,7 @@ def test_a_card_without_segments_says_so() -> None:
     lines = render_markdown(card).splitlines()
     # Then the segment section holds one sentence instead of a table
     start = lines.index(f"## {SECTION_TITLES['segments']}")
-    assert lines[start + 2] == "No segments: the data set has no column to group customers by."
+    assert lines[start + 2] == (
+        "No segments: the schema declares none and the data has no small categorical column to group rows by."
+    )
     assert lines[start + 4] == f"## {SECTION_TITLES['limitations']}"

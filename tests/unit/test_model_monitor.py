@@ -1,10 +1,13 @@
-"""The model monitor: accuracy of audited predictions against logged outcomes, the audited predictions read back
-from a real (moto) audit table, drift of captured inputs against the training baseline, and stored reports."""
+"""The model monitor: accuracy of audited predictions against logged outcomes (joined by prediction id or by
+customer, each prediction judged once), the audited predictions read back from a real (moto) audit table, drift
+of captured inputs against the training baseline (each captured prediction once), the monitor's window, and
+stored reports."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 from pydantic import ValidationError
+from sklearn.metrics import brier_score_loss, precision_score, recall_score, roc_auc_score
 
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_template
 from mlops.api.contracts import Prediction
@@ -27,7 +31,14 @@ from mlops.data.feature_spec import FeatureSpec
 from mlops.data.features import Columns
 from mlops.data.schema import DataSchema
 from mlops.monitoring import accuracy as monitoring
-from mlops.monitoring.accuracy import MIN_OUTCOMES_FOR_ACCURACY, audited_predictions, measure_accuracy
+from mlops.monitoring.accuracy import (
+    MIN_OUTCOMES_FOR_ACCURACY,
+    AccuracyReport,
+    AccuracyScope,
+    AccuracyWindow,
+    audited_predictions,
+    measure_accuracy,
+)
 from mlops.monitoring.baseline import DriftBaseline, build_baseline
 from mlops.monitoring.capture import InferenceCapture
 from mlops.monitoring.drift import DriftThresholds
@@ -51,6 +62,9 @@ def minutes(n: float) -> dt.datetime:
 
 
 # ---------------------------------------------------------------------- measure_accuracy
+ACCURACY_WINDOW = AccuracyWindow.of(AccuracyScope.RECENT_OUTCOMES, WINDOW, dt.timedelta(days=7), WINDOW[1])
+
+
 def audited(
     customer: str,
     probability: float,
@@ -59,10 +73,12 @@ def audited(
     threshold: float = MODEL_THRESHOLD,
     version: str = VERSION,
     variant_decision: bool | None = None,
+    prediction_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """One (occurred_at, entry) pair as the audit trail returns it."""
     decision = probability >= threshold if variant_decision is None else variant_decision
     entry = {
+        "prediction_id": prediction_id or str(uuid.uuid4()),
         "customer_id": customer,
         "churn_probability": probability,
         "churn_prediction": decision,
@@ -72,8 +88,14 @@ def audited(
     return format_timestamp(at), entry
 
 
-def outcome(customer: str, churned: bool, at: dt.datetime) -> Outcome:
-    return Outcome(customer_id=customer, churned=churned, observed_at=at)
+def outcome(customer: str, churned: bool, at: dt.datetime, prediction_id: str | None = None) -> Outcome:
+    return Outcome(customer_id=customer, churned=churned, observed_at=at, prediction_id=prediction_id)
+
+
+def measure(
+    outcomes: Sequence[Outcome], predictions: Sequence[tuple[str, dict[str, Any]]], model_version: str | None = None
+) -> AccuracyReport:
+    return measure_accuracy(outcomes, iter(predictions), model_version, window=ACCURACY_WINDOW)
 
 
 def customer(i: int) -> str:
@@ -92,7 +114,7 @@ def test_an_outcome_is_judged_by_the_latest_prediction_made_before_it() -> None:
         ]
     outcomes = [outcome(customer(i), False, minutes(20)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
     # When accuracy is measured
-    report = measure_accuracy(outcomes, iter(predictions))
+    report = measure(outcomes, predictions)
     # Then each outcome met the 12:10 prediction (correct), not the earlier one nor the later one (both wrong)
     assert report.sufficient_data
     assert (report.outcomes, report.matched, report.accuracy) == (50, 50, 1.0)
@@ -102,7 +124,7 @@ def test_an_outcome_is_judged_by_the_latest_prediction_made_before_it() -> None:
 def test_a_prediction_made_at_the_moment_of_the_outcome_counts_as_before_it() -> None:
     predictions = [audited(customer(i), 0.9, minutes(10)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
     outcomes = [outcome(customer(i), True, minutes(10)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
-    report = measure_accuracy(outcomes, iter(predictions))
+    report = measure(outcomes, predictions)
     assert (report.matched, report.accuracy) == (50, 1.0)
 
 
@@ -112,7 +134,7 @@ def test_outcomes_without_an_earlier_prediction_are_counted_but_not_scored() -> 
     predictions += [audited(customer(i), 0.8, minutes(50)) for i in range(57, 60)]
     outcomes = [outcome(customer(i), True, minutes(20)) for i in range(60)]
     # When accuracy is measured
-    report = measure_accuracy(outcomes, iter(predictions))
+    report = measure(outcomes, predictions)
     # Then all 60 outcomes are counted, only the 50 matched ones are scored
     assert (report.outcomes, report.matched) == (60, 50)
     assert report.confusion_matrix == {"tn": 0, "fp": 0, "fn": 0, "tp": 50}
@@ -124,7 +146,7 @@ def test_too_few_matched_outcomes_give_no_accuracy() -> None:
     predictions = [audited(customer(i), 0.8, minutes(0)) for i in range(matched)]
     outcomes = [outcome(customer(i), True, minutes(20)) for i in range(matched + 5)]
     # When accuracy is measured
-    report = measure_accuracy(outcomes, iter(predictions))
+    report = measure(outcomes, predictions)
     # Then there is no verdict: no accuracy, precision, recall nor confusion matrix
     assert (report.outcomes, report.matched, report.sufficient_data) == (matched + 5, matched, False)
     assert (report.accuracy, report.precision, report.recall, report.confusion_matrix) == (None, None, None, None)
@@ -139,7 +161,7 @@ def test_the_decision_judged_is_the_models_own_not_the_variants() -> None:
     ]
     outcomes = [outcome(customer(i), True, minutes(20)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
     # When accuracy is measured
-    report = measure_accuracy(outcomes, iter(predictions))
+    report = measure(outcomes, predictions)
     # Then the model is judged on probability >= its threshold: every churner was caught
     assert report.confusion_matrix == {"tn": 0, "fp": 0, "fn": 0, "tp": 50}
     assert (report.accuracy, report.recall) == (1.0, 1.0)
@@ -151,7 +173,7 @@ def test_the_confusion_matrix_and_rates_of_a_hand_made_example() -> None:
     predictions = [audited(customer(i), p, minutes(0)) for i, (p, _) in enumerate(cases)]
     outcomes = [outcome(customer(i), churned, minutes(20)) for i, (_, churned) in enumerate(cases)]
     # When accuracy is measured
-    report = measure_accuracy(outcomes, iter(predictions))
+    report = measure(outcomes, predictions)
     # Then the counts and rates are those of the example
     assert report.confusion_matrix == {"tn": 25, "fp": 5, "fn": 10, "tp": 20}
     assert report.accuracy == 0.75
@@ -169,11 +191,86 @@ def test_accuracy_can_be_measured_on_one_model_versions_predictions() -> None:
         ]
     outcomes = [outcome(customer(i), True, minutes(20)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
     # When accuracy is measured for v1, for v2, and for any version
-    of_v1 = measure_accuracy(outcomes, iter(predictions), model_version="v1")
-    of_v2 = measure_accuracy(outcomes, iter(predictions), model_version="v2")
-    of_any = measure_accuracy(outcomes, iter(predictions))
+    of_v1 = measure(outcomes, predictions, model_version="v1")
+    of_v2 = measure(outcomes, predictions, model_version="v2")
+    of_any = measure(outcomes, predictions)
     # Then each version is judged on its own predictions, and without a version the latest prediction counts
     assert (of_v1.accuracy, of_v2.accuracy, of_any.accuracy) == (1.0, 0.0, 0.0)
+
+
+def test_an_outcome_naming_its_prediction_judges_exactly_that_one_though_the_customer_was_scored_twice() -> None:
+    # Given 50 customers each scored at 12:00 (flagged) and again at 12:10 (not flagged), and their churn known at
+    # 12:20, once naming the 12:00 prediction and once naming only the customer
+    first = [audited(customer(i), 0.9, minutes(0)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    again = [audited(customer(i), 0.1, minutes(10)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    by_id = [outcome(customer(i), True, minutes(20), entry["prediction_id"]) for i, (_, entry) in enumerate(first)]
+    by_customer = [outcome(customer(i), True, minutes(20)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    # When accuracy is measured on each
+    exact = measure(by_id, first + again)
+    latest = measure(by_customer, first + again)
+    # Then the named prediction is judged (the flag caught every churner), not the customer's latest one
+    assert (exact.matched, exact.matched_by_prediction_id, exact.matched_by_customer) == (50, 50, 0)
+    assert exact.confusion_matrix == {"tn": 0, "fp": 0, "fn": 0, "tp": 50}
+    # And without the id the customer's latest prediction before the outcome is judged, as before
+    assert (latest.matched_by_prediction_id, latest.matched_by_customer) == (0, 50)
+    assert latest.confusion_matrix == {"tn": 0, "fp": 0, "fn": 50, "tp": 0}
+
+
+def test_an_outcome_naming_an_unknown_prediction_is_not_joined_by_its_customer() -> None:
+    # Given 50 customers predicted at 12:00, and outcomes naming predictions the trail does not hold (another
+    # version's, or older than the lookback)
+    predictions = [audited(customer(i), 0.9, minutes(0)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    outcomes = [outcome(customer(i), True, minutes(20), str(uuid.uuid4())) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    # When accuracy is measured
+    report = measure(outcomes, predictions)
+    # Then none is judged: an exact join does not fall back to a guess
+    assert (report.outcomes, report.matched, report.unknown_prediction_ids) == (50, 0, 50)
+    assert report.sufficient_data is False
+
+
+def test_a_prediction_audited_twice_and_judged_twice_counts_once_with_the_last_outcome_logged() -> None:
+    # Given 50 predictions each audited twice (a retried write), a batch of outcomes for them logged twice (a
+    # resent batch), then a correction of the first 10 (they did not churn after all)
+    predictions = [audited(customer(i), 0.9, minutes(0)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    ids = [entry["prediction_id"] for _, entry in predictions]
+    batch = [outcome(customer(i), True, minutes(20), ids[i]) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    correction = [outcome(customer(i), False, minutes(30), ids[i]) for i in range(10)]
+    # When accuracy is measured on the outcomes in the order they were logged
+    report = measure(batch + batch + correction, predictions + predictions)
+    # Then each prediction was judged once, by the last outcome logged for it
+    assert (report.outcomes, report.matched, report.superseded_outcomes) == (110, 50, 60)
+    assert report.confusion_matrix == {"tn": 0, "fp": 10, "fn": 0, "tp": 40}
+
+
+def test_auc_and_brier_score_are_scikit_learns_on_the_judged_rows() -> None:
+    # Given 200 predictions of spread probabilities (many tied) and a noisy outcome for each, one decided at a
+    # threshold other than one half
+    rng = np.random.default_rng(3)
+    probabilities = np.round(rng.random(200), 1)
+    churned = rng.random(200) < probabilities
+    thresholds = np.where(np.arange(200) % 2 == 0, 0.5, 0.35)
+    predictions = [
+        audited(customer(i), float(p), minutes(0), threshold=float(t))
+        for i, (p, t) in enumerate(zip(probabilities, thresholds, strict=True))
+    ]
+    outcomes = [outcome(customer(i), bool(c), minutes(20)) for i, c in enumerate(churned)]
+    # When accuracy is measured
+    report = measure(outcomes, predictions)
+    # Then AUC (ties counted as scikit-learn does), Brier score, precision and recall at each served threshold are
+    # scikit-learn's on the same rows
+    decided = probabilities >= thresholds
+    assert report.auc == pytest.approx(roc_auc_score(churned, probabilities), abs=1e-6)
+    assert report.brier_score == pytest.approx(brier_score_loss(churned, probabilities), abs=1e-6)
+    assert report.precision == pytest.approx(precision_score(churned, decided), abs=1e-6)
+    assert report.recall == pytest.approx(recall_score(churned, decided), abs=1e-6)
+    assert report.accuracy == pytest.approx(float(np.mean(decided == churned)), abs=1e-6)
+
+
+def test_outcomes_of_one_class_give_a_brier_score_but_no_auc() -> None:
+    predictions = [audited(customer(i), 0.2, minutes(0)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    outcomes = [outcome(customer(i), False, minutes(20)) for i in range(MIN_OUTCOMES_FOR_ACCURACY)]
+    report = measure(outcomes, predictions)
+    assert (report.auc, report.brier_score, report.accuracy) == (None, 0.04, 1.0)
 
 
 # ---------------------------------------------------------------------- the AWS side (moto)
@@ -181,7 +278,7 @@ def a_prediction(
     customer_id: str, probability: float, version: str = VERSION, variant: str | None = None
 ) -> Prediction:
     return Prediction(
-        prediction_id=f"prediction-{customer_id}-{version}",
+        prediction_id=str(uuid.uuid4()),
         customer_id=customer_id,
         churn_probability=round(float(probability), 6),
         churn_prediction=bool(probability >= MODEL_THRESHOLD),
@@ -263,6 +360,7 @@ def test_single_and_batched_audit_records_give_every_prediction(aws: Aws) -> Non
     audit_predictions(aws, [a_prediction("C09999", 0.5)], minutes(-5), request_id="too-early")
     # When the audited predictions of 12:00 to 13:00 are read
     found = list(audited_predictions(AUDIT_TABLE, aws.dynamodb, *WINDOW))
+    last = batch[-1]
     # Then all 151 predictions come back, each with when it was made and what was decided
     assert len(found) == 151
     by_customer = {entry["customer_id"]: (occurred_at, entry) for occurred_at, entry in found}
@@ -274,7 +372,7 @@ def test_single_and_batched_audit_records_give_every_prediction(aws: Aws) -> Non
     assert entry["model_version"] == VERSION
     occurred_at, entry = by_customer[customer(150)]
     assert occurred_at == "2026-11-01T12:10:00.000Z"
-    assert (entry["churn_probability"], entry["prediction_id"]) == (1.0, f"prediction-{customer(150)}-{VERSION}")
+    assert (entry["churn_probability"], entry["prediction_id"]) == (1.0, last.prediction_id)
 
 
 def test_audited_predictions_follow_the_audit_pages(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,12 +465,29 @@ def serve(aws: Aws, columns: Columns, customer_ids: list[str], at: dt.datetime) 
     return predictions
 
 
-def log_outcomes(aws: Aws, customer_ids: list[str], churned: np.ndarray, at: dt.datetime) -> None:
-    outcomes = [outcome(c, bool(x), at) for c, x in zip(customer_ids, churned, strict=True)]
-    aws.outcomes.write(outcomes, "outcomes-1", now=at)
+def log_outcomes(
+    aws: Aws,
+    customer_ids: list[str],
+    churned: np.ndarray,
+    at: dt.datetime,
+    predictions: Sequence[Prediction] | None = None,
+    request_id: str = "outcomes-1",
+) -> None:
+    """Log the customers' outcomes at `at`, naming the `predictions` they judge when given."""
+    prediction_ids = [p.prediction_id for p in predictions] if predictions is not None else [None] * len(churned)
+    outcomes = [
+        outcome(c, bool(x), at, prediction_id)
+        for c, x, prediction_id in zip(customer_ids, churned, prediction_ids, strict=True)
+    ]
+    aws.outcomes.write(outcomes, request_id, now=at)
 
 
-def monitor(aws: Aws, window: tuple[dt.datetime, dt.datetime] = WINDOW, lookback_days: float = 7) -> MonitoringReport:
+def monitor(
+    aws: Aws,
+    window: tuple[dt.datetime, dt.datetime] = WINDOW,
+    lookback_days: float = 7,
+    accuracy_scope: AccuracyScope = AccuracyScope.RECENT_OUTCOMES,
+) -> MonitoringReport:
     return run_monitor(
         model_name=MODEL,
         registry=aws.registry,
@@ -383,6 +498,7 @@ def monitor(aws: Aws, window: tuple[dt.datetime, dt.datetime] = WINDOW, lookback
         window=window,
         outcome_lookback=dt.timedelta(days=lookback_days),
         thresholds=DriftThresholds(),
+        accuracy_scope=accuracy_scope,
     )
 
 
@@ -482,6 +598,106 @@ def test_without_a_production_model_there_is_nothing_to_judge_for_drift(aws: Aws
     assert (report.model_version, report.captured_rows, report.drift) == (None, 0, None)
 
 
+def first_rows(columns: Columns, rows: int) -> Columns:
+    return {name: values[:rows] for name, values in columns.items()}
+
+
+def test_on_aws_an_outcome_naming_its_prediction_judges_that_one_of_a_customer_scored_twice(
+    aws: Aws, telecom: Telecom
+) -> None:
+    # Given v1 in production and 200 customers served at 12:10, then served again at 12:20 on shifted inputs
+    deploy_model(aws, telecom)
+    ids = telecom.held_out_ids[:200]
+    served = serve(aws, first_rows(telecom.held_out, 200), ids, minutes(10))
+    again = serve(aws, first_rows(shifted(telecom.held_out), 200), ids, minutes(20))
+    decided = np.array([p.churn_probability >= MODEL_THRESHOLD for p in served])
+    assert (decided != np.array([p.churn_probability >= MODEL_THRESHOLD for p in again])).any()
+    # And outcomes logged at 12:40 that agree with the 12:10 decisions, naming those predictions
+    log_outcomes(aws, ids, decided, minutes(40), predictions=served)
+    # When the monitor runs
+    report = monitor(aws)
+    # Then each outcome judged the prediction it named: the 12:10 decisions, all right
+    accuracy = report.accuracy
+    assert (accuracy.outcomes, accuracy.matched, accuracy.matched_by_prediction_id) == (200, 200, 200)
+    assert (accuracy.matched_by_customer, accuracy.unknown_prediction_ids) == (0, 0)
+    assert accuracy.accuracy == 1.0
+
+
+def test_a_prediction_captured_and_audited_twice_counts_once_in_drift_and_in_accuracy(
+    aws: Aws, telecom: Telecom
+) -> None:
+    # Given v1 in production and 300 customers served at 12:10, whose predictions were captured and audited again
+    # at 12:11 (a retried request), and whose outcomes were logged twice (a resent batch)
+    deploy_model(aws, telecom)
+    ids, rows = telecom.held_out_ids[:300], first_rows(telecom.held_out, 300)
+    churned = telecom.held_out_churned[:300]
+    served = serve(aws, rows, ids, minutes(10))
+    aws.capture.write(served, rows, now=minutes(11))
+    audit_predictions(aws, served, minutes(11), request_id="retried")
+    log_outcomes(aws, ids, churned, minutes(40), predictions=served)
+    log_outcomes(aws, ids, churned, minutes(41), predictions=served, request_id="resent")
+    # When the monitor runs
+    report = monitor(aws)
+    # Then drift judged the 300 predictions once each, the repeats counted apart
+    assert (report.captured_rows, report.duplicate_captured_rows) == (300, 300)
+    assert report.drift is not None
+    assert report.drift.rows == 300
+    # And accuracy judged each prediction once
+    accuracy = report.accuracy
+    assert (accuracy.outcomes, accuracy.matched, accuracy.superseded_outcomes) == (600, 300, 300)
+    assert accuracy.confusion_matrix is not None
+    assert sum(accuracy.confusion_matrix.values()) == 300
+    decided = np.array([p.churn_probability >= MODEL_THRESHOLD for p in served])
+    assert accuracy.accuracy == round(float(np.mean(decided == churned)), 6)
+
+
+def test_an_explicit_window_judges_its_own_traffic_and_nothing_outside_it(aws: Aws, telecom: Telecom) -> None:
+    # Given v1 in production and three groups of customers served at 11:50, 12:10 and 12:40
+    deploy_model(aws, telecom)
+    groups = {"before": (0, minutes(-10)), "inside": (100, minutes(10)), "after": (250, minutes(40))}
+    served = {}
+    for name, (first, at) in groups.items():
+        ids = telecom.held_out_ids[first : first + 100 + (50 if name == "inside" else 0)]
+        rows = {column: values[first : first + len(ids)] for column, values in telecom.held_out.items()}
+        served[name] = (ids, serve(aws, rows, ids, at))
+    # And every group's outcomes logged by prediction id at 13:00, after the window the caller names
+    for name, (ids, predictions) in served.items():
+        churned = telecom.held_out_churned[groups[name][0] : groups[name][0] + len(ids)]
+        log_outcomes(aws, ids, churned, minutes(60), predictions=predictions, request_id=f"outcomes-{name}")
+    # When the monitor judges the window 12:00-12:30 named explicitly
+    request = MonitorRequest(window_start=minutes(0), window_end=minutes(30))
+    report = monitor(aws, window=request.window(24), accuracy_scope=request.accuracy_scope)
+    # Then drift judged the 150 rows served inside it, and no other
+    assert (report.window_start, report.window_end) == (minutes(0), minutes(30))
+    assert report.captured_rows == 150
+    assert report.drift is not None
+    assert report.drift.rows == 150
+    # And accuracy judged exactly the predictions made inside it, by outcomes logged after it
+    accuracy = report.accuracy
+    assert accuracy.window is not None
+    assert accuracy.window.scope is AccuracyScope.WINDOW_PREDICTIONS
+    assert (accuracy.window.predictions_from, accuracy.window.predictions_to) == (minutes(0), minutes(30))
+    assert (accuracy.outcomes, accuracy.matched, accuracy.matched_by_prediction_id) == (350, 150, 150)
+    assert accuracy.unknown_prediction_ids == 200
+    ids, inside = served["inside"]
+    decided = np.array([p.churn_probability >= MODEL_THRESHOLD for p in inside])
+    assert accuracy.accuracy == round(float(np.mean(decided == telecom.held_out_churned[100:250])), 6)
+
+
+def test_the_monitors_auc_and_brier_score_are_scikit_learns_on_the_telecom_traffic(aws: Aws, telecom: Telecom) -> None:
+    # Given v1 in production, the held-out customers served at 12:10 and their outcomes logged by prediction id
+    deploy_model(aws, telecom)
+    served = serve(aws, telecom.held_out, telecom.held_out_ids, minutes(10))
+    log_outcomes(aws, telecom.held_out_ids, telecom.held_out_churned, minutes(40), predictions=served)
+    # When the monitor runs
+    accuracy = monitor(aws).accuracy
+    # Then its AUC and Brier score are scikit-learn's on the same predictions and outcomes
+    probabilities = np.array([p.churn_probability for p in served])
+    assert accuracy.matched_by_prediction_id == 1000
+    assert accuracy.auc == pytest.approx(roc_auc_score(telecom.held_out_churned, probabilities), abs=1e-6)
+    assert accuracy.brier_score == pytest.approx(brier_score_loss(telecom.held_out_churned, probabilities), abs=1e-6)
+
+
 # ---------------------------------------------------------------------- stored reports
 def a_report(generated_at: dt.datetime, captured_rows: int = 0) -> MonitoringReport:
     return MonitoringReport(
@@ -492,7 +708,7 @@ def a_report(generated_at: dt.datetime, captured_rows: int = 0) -> MonitoringRep
         window_end=WINDOW[1],
         captured_rows=captured_rows,
         drift=None,
-        accuracy=monitoring.AccuracyReport(outcomes=0, matched=0, sufficient_data=False),
+        accuracy=AccuracyReport(window=ACCURACY_WINDOW, outcomes=0, matched=0, sufficient_data=False),
     )
 
 
@@ -542,25 +758,64 @@ def test_a_scheduled_event_monitors_the_default_number_of_hours_up_to_now() -> N
 
 
 def test_window_hours_replace_the_default() -> None:
-    request = MonitorRequest(window_hours=6, until=UNTIL)
+    request = MonitorRequest(window_hours=6, window_end=UNTIL)
     assert request.window(1) == (UNTIL - dt.timedelta(hours=6), UNTIL)
+    assert request.accuracy_scope is AccuracyScope.RECENT_OUTCOMES
 
 
-def test_since_and_until_give_the_window_in_utc() -> None:
-    # Given a window given in another time zone
+def test_an_explicit_window_is_kept_in_utc_and_judges_its_own_predictions() -> None:
+    # Given a window given in another time zone, as the pilot sends it
     paris = dt.timezone(dt.timedelta(hours=1))
     request = MonitorRequest.model_validate(
-        {"since": "2026-11-01T08:30:00+01:00", "until": "2026-11-01T14:00:00+01:00"}
+        {"window_start": "2026-11-01T08:30:00+01:00", "window_end": "2026-11-01T14:00:00+01:00"}
     )
     # When it is computed
     start, end = request.window(1)
-    # Then since and until are kept, in UTC (since wins over any number of hours)
+    # Then its start and end are kept, in UTC (the start wins over any number of hours)
     assert (start, end) == (dt.datetime(2026, 11, 1, 8, 30, tzinfo=paris), dt.datetime(2026, 11, 1, 14, tzinfo=paris))
     assert start.utcoffset() == end.utcoffset() == dt.timedelta(0)
-    assert MonitorRequest(since=T0, until=UNTIL, window_hours=5).window(1) == (T0, UNTIL)
+    assert MonitorRequest(window_start=T0, window_end=UNTIL, window_hours=5).window(1) == (T0, UNTIL)
+    # And its accuracy is that of the predictions made in it
+    assert request.accuracy_scope is AccuracyScope.WINDOW_PREDICTIONS
 
 
 @pytest.mark.parametrize("hours", [0, -1, 24 * 31 + 1])
 def test_a_window_of_no_time_or_more_than_a_month_is_refused(hours: float) -> None:
     with pytest.raises(ValidationError, match="window_hours"):
         MonitorRequest(window_hours=hours)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        pytest.param({"window_start": "2026-11-01T12:00:00"}, "timezone", id="start-without-time-zone"),
+        pytest.param(
+            {"window_start": "2026-11-01T12:00:00Z", "window_end": "2026-11-01T11:00:00Z"},
+            "window_start must be before window_end",
+            id="start-after-end",
+        ),
+        pytest.param(
+            {"window_start": "2026-09-01T12:00:00Z", "window_end": "2026-11-01T12:00:00Z"},
+            "at most 744 hours",
+            id="longer-than-a-month",
+        ),
+        pytest.param({"window_end": "yesterday"}, "window_end", id="end-not-a-time"),
+    ],
+)
+def test_a_malformed_explicit_window_is_refused(body: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        MonitorRequest.model_validate(body)
+
+
+def test_the_spans_of_each_accuracy_scope() -> None:
+    # Given a window of 12:00 to 13:00, monitored at 15:00 with a week's outcome lookback
+    now, week = T0 + dt.timedelta(hours=3), dt.timedelta(days=7)
+    # When the spans of each scope are computed
+    recent = AccuracyWindow.of(AccuracyScope.RECENT_OUTCOMES, WINDOW, week, now)
+    own = AccuracyWindow.of(AccuracyScope.WINDOW_PREDICTIONS, WINDOW, week, now)
+    # Then the hourly alarm's joins the window's outcomes with the week's predictions before it...
+    assert (recent.outcomes_logged_from, recent.outcomes_logged_to) == WINDOW
+    assert (recent.predictions_from, recent.predictions_to) == (T0 - week, WINDOW[1])
+    # ...and an explicit window's judges its own predictions by the outcomes logged since it began
+    assert (own.predictions_from, own.predictions_to) == WINDOW
+    assert (own.outcomes_logged_from, own.outcomes_logged_to) == (T0, now)

@@ -104,15 +104,15 @@ def reachable_from(definition: dict, start: str) -> set[str]:
 
 def test_a_failing_ab_test_never_rolls_the_validated_model_back(definition: dict) -> None:
     states = definition["States"]
-    # Given the A/B test steps, which start only once the model met its own criteria
-    assert states["AllCriteriaMet"]["Choices"][0]["Next"] == "StartExperiment"
+    # Given the monitoring and A/B test steps, which start only once the model met its own criteria
+    assert states["AllCriteriaMet"]["Choices"][0]["Next"] == "MonitorModel"
     assert states["AllCriteriaMet"]["Default"] == "CriteriaNotMet"
     # Then their failures, and the monitoring and report steps' after them, are caught into the state and still
     # reach the final criteria check ...
     for name, result_path, after in (
+        ("MonitorModel", "$.monitoring_error", "StartExperiment"),
         ("StartExperiment", "$.experiment_error", "ValidateExperimentCriteria"),
-        ("RunRetentionCampaign", "$.experiment_error", "MonitorModel"),
-        ("MonitorModel", "$.monitoring_error", "ValidateExperimentCriteria"),
+        ("RunRetentionCampaign", "$.experiment_error", "ValidateExperimentCriteria"),
         ("PublishReport", "$.report_error", "ExperimentCriteriaMet"),
     ):
         catch = states[name]["Catch"][0]
@@ -121,9 +121,9 @@ def test_a_failing_ab_test_never_rolls_the_validated_model_back(definition: dict
     assert states["ExperimentCriteriaMet"]["Default"] == "ExperimentCriteriaNotMet"
     # ... and from nowhere after the model's criteria can the execution reach RollBack
     after_the_model = (
+        "MonitorModel",
         "StartExperiment",
         "RunRetentionCampaign",
-        "MonitorModel",
         "ValidateExperimentCriteria",
         "PublishReport",
         "ExperimentCriteriaNotMet",
@@ -153,9 +153,9 @@ def test_the_order_of_the_pilot_steps(definition: dict) -> None:
         "DeployModel",
         "SmokeTest",
         "ValidateSuccessCriteria",
+        "MonitorModel",
         "StartExperiment",
         "RunRetentionCampaign",
-        "MonitorModel",
         "ValidateExperimentCriteria",
         "PublishReport",
     ]

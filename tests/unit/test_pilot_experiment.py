@@ -7,53 +7,67 @@ import json
 import numpy as np
 import pytest
 
-from helpers import load_event
-from mlops.core.errors import InvalidRequestError
-from mlops.data.schema import DataSchema
+from helpers import TELECOM_SCHEMA, load_event
+from mlops.data.schema import DataSchema, DecisionRule
 from mlops.experiments.analysis import analyse
 from mlops.experiments.service import new_experiment
 from mlops.pilot import campaign
 from mlops.pilot import experiment as pilot_experiment
 from mlops.pilot.payloads import CampaignAssumptions, StepRequest
+from mlops.pilot.use_case import CampaignAssumptionsInput, PilotTargetsInput, resolve_use_case
 
-TELECOM_SCHEMA = DataSchema(
-    id_column="customer_id",
-    target="churn",
-    positive_label="yes",
-    numerical=["number_customer_service_calls", "total_day_minutes"],
-    categorical=["state"],
-)
 OTHER_SCHEMA = DataSchema(
     id_column="subscriber", target="churned", positive_label="Y", numerical=["tenure"], categorical=["plan"]
 )
 
 
-def step_request(**design: object) -> StepRequest:
-    # Given the state the experiment step received in a captured pilot run, with this experiment design
+def step_request(baseline: str | None = None, schema: DataSchema | None = None) -> StepRequest:
+    # Given the state the experiment step received in a captured pilot run, with this baseline (and schema)
     event = load_event("pilot_step_validate_success_criteria")
-    event["pilot"]["experiment_design"] = design
-    return StepRequest.model_validate(event)
+    request = StepRequest.model_validate(event)
+    if schema is None and baseline is None:
+        return request
+    use_case = resolve_use_case(
+        schema or DataSchema.from_file(TELECOM_SCHEMA),
+        PilotTargetsInput(),
+        CampaignAssumptionsInput(),
+        baseline,  # type: ignore[arg-type]
+    )
+    request.pilot.dataset.use_case = use_case
+    return request
 
 
-def test_the_pilot_experiment_is_the_rule_against_the_model_planned_on_the_data_sets_churn_rate() -> None:
+def test_the_pilot_experiment_is_the_schemas_rule_against_the_model_planned_on_the_data_sets_churn_rate() -> None:
     request = step_request()
-    create = pilot_experiment.pilot_experiment_request(request, "churn", TELECOM_SCHEMA)
+    create = pilot_experiment.pilot_experiment_request(request, "churn")
     assert create.name == "churn_model_v1_vs_baseline"
     assert [(v.name, v.weight, v.serves.value) for v in create.variants] == [
-        ("baseline", 0.5, "service_calls_rule"),
+        ("baseline", 0.5, "rule"),
         ("model", 0.5, "model"),
     ]
+    assert create.variants[0].rule == DecisionRule(
+        column="number_customer_service_calls",
+        operator=">",
+        value=3,
+        description="offer to every customer with more than 3 customer service calls",
+    )
     assert create.baseline_value == pytest.approx(1 - request.pilot.dataset.positive_rate, abs=1e-6)
     assert create.experiment_id.endswith(request.execution_name)
     # The same seed gives the same salt, hence the same assignment, on a rerun
-    assert create.salt == pilot_experiment.pilot_experiment_request(step_request(), "churn", TELECOM_SCHEMA).salt
+    assert create.salt == pilot_experiment.pilot_experiment_request(step_request(), "churn").salt
 
 
-def test_the_service_calls_rule_is_refused_on_data_without_that_column_and_no_action_is_not() -> None:
-    with pytest.raises(InvalidRequestError, match="number_customer_service_calls"):
-        pilot_experiment.pilot_experiment_request(step_request(), "churn", OTHER_SCHEMA)
-    create = pilot_experiment.pilot_experiment_request(step_request(baseline="no_action"), "churn", OTHER_SCHEMA)
+def test_a_schema_without_a_rule_gets_the_no_action_baseline_and_says_why() -> None:
+    # Given a schema that declares no baseline rule
+    request = step_request(schema=OTHER_SCHEMA)
+    # When the experiment is made
+    create = pilot_experiment.pilot_experiment_request(request, "churn")
+    # Then its control serves no offers, and the use case says the schema declared no rule
     assert create.variants[0].serves.value == "no_action"
+    assert create.variants[0].rule is None
+    assert "no baseline_rule" in request.pilot.use_case.baseline.source
+    with pytest.raises(ValueError, match="declares none"):
+        resolve_use_case(OTHER_SCHEMA, PilotTargetsInput(), CampaignAssumptionsInput(), "rule")
 
 
 def test_simulated_outcomes_follow_the_labels_and_the_acceptance_rate() -> None:
@@ -96,7 +110,7 @@ def test_the_business_impact_is_revenue_protected_minus_offer_cost_times_the_cus
         churn_risk=np.linspace(0, 1, 200),
     )
     experiment = new_experiment(
-        pilot_experiment.pilot_experiment_request(step_request(), "churn", TELECOM_SCHEMA), "2026-11-24T00:00:00.000Z"
+        pilot_experiment.pilot_experiment_request(step_request(), "churn"), "2026-11-24T00:00:00.000Z"
     )
     units = [f"u{i}" for i in range(200)]
     results = analyse(
@@ -115,11 +129,26 @@ def test_the_business_impact_is_revenue_protected_minus_offer_cost_times_the_cus
     )
     variants = campaign.variant_outcomes(outcomes, would_churn, assumptions)
     impact = campaign.business_impact(results, outcomes, variants, assumptions)
-    # Then per customer: model (3 x 700 - 10 x 50) / 100 = 16, baseline (700 - 5 x 50) / 100 = 4.5; x 100,000
-    assert impact.incremental_net_value_per_customer_usd == pytest.approx(11.5)
-    assert impact.projected_annual_impact_usd == pytest.approx(1_150_000)
-    assert impact.projected_revenue_protected_usd == pytest.approx((2100 - 700) / 100 * 100_000)
-    assert impact.projected_offer_cost_usd == pytest.approx((500 - 250) / 100 * 100_000)
+    # Then the impact is the experiment's measured difference in customer value per customer x 100,000
+    measured = impact.measured_by_experiment
+    comparison = next(c for m in results.metrics if m.metric == pilot_experiment.CUSTOMER_VALUE for c in m.comparisons)
+    expected = comparison.cuped.difference if measured.estimate == "cuped" else comparison.difference
+    assert measured.net_value_per_customer_usd == pytest.approx(expected, abs=1e-4)
+    assert impact.projected_annual_impact_usd == measured.projected_annual_impact_usd
+    assert impact.projected_annual_impact_usd == pytest.approx(expected * 100_000, abs=0.01)
     low, high = impact.projected_annual_impact_ci_usd
     assert low < impact.projected_annual_impact_usd < high
+    # And the primary metric's effect that must back it is reported with the plan's size: far too few units here
+    primary = impact.primary_effect
+    assert primary.metric == pilot_experiment.RETAINED
+    assert primary.units == 200
+    assert primary.planned_units == experiment.plan.total_units > 200
+    assert primary.significant_at_planned_size is False
+    # And the simulation's truth, beside it: model (3 x 700 - 10 x 50) / 100 = 16, baseline (700 - 5 x 50) / 100
+    # = 4.5 per customer; x 100,000
+    truth = impact.simulated_truth
+    assert truth.incremental_net_value_per_customer_usd == pytest.approx(11.5)
+    assert truth.projected_annual_impact_usd == pytest.approx(1_150_000)
+    assert truth.projected_revenue_protected_usd == pytest.approx((2100 - 700) / 100 * 100_000)
+    assert truth.projected_offer_cost_usd == pytest.approx((500 - 250) / 100 * 100_000)
     assert json.loads(impact.model_dump_json())["assumptions"]["offer_acceptance_rate"] == 0.3

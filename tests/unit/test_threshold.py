@@ -142,3 +142,57 @@ def test_probabilities_and_labels_of_different_lengths_or_none_at_all_are_refuse
 ) -> None:
     with pytest.raises(ValueError, match="non-empty and of the same length"):
         choose(np.array(probabilities), np.array(labels))
+
+
+def test_the_most_valuable_threshold_is_chosen_among_those_meeting_the_accuracy_target() -> None:
+    # Given the hand example, where the most valuable threshold (0.35: four churners and one loyal customer
+    # flagged) is 6/7 accurate, and a threshold of 0.51 to 0.65 flags three churners only (6/7 accurate too)
+    # When the accuracy target is 6/7, then 1.0 (no threshold reaches it)
+    reachable = choose_threshold(
+        HAND_PROBABILITIES,
+        HAND_LABELS,
+        value_per_saved_customer_usd=VALUE_PER_SAVED_CUSTOMER,
+        offer_cost_usd=OFFER_COST,
+        source="validation",
+        min_accuracy=6 / 7 - 1e-9,
+    )
+    unreachable = choose_threshold(
+        HAND_PROBABILITIES,
+        HAND_LABELS,
+        value_per_saved_customer_usd=VALUE_PER_SAVED_CUSTOMER,
+        offer_cost_usd=OFFER_COST,
+        source="validation",
+        min_accuracy=1.0,
+    )
+    # Then the reachable target keeps the most valuable threshold, whose accuracy is recorded with it
+    assert (reachable.threshold, reachable.meets_min_accuracy) == (0.35, True)
+    assert reachable.accuracy == round(6 / 7, 6)
+    # And the unreachable one is refused with the best accuracy any threshold reaches, and where
+    assert unreachable.meets_min_accuracy is False
+    assert unreachable.best_accuracy == round(6 / 7, 6)
+    assert unreachable.threshold == unreachable.best_accuracy_threshold
+
+
+def test_an_accuracy_target_moves_the_threshold_off_the_value_optimum_when_it_must() -> None:
+    # Given cheap offers, where flagging almost everyone pays best but is inaccurate
+    rng = np.random.default_rng(3)
+    labels = rng.random(2_000) < 0.2
+    probabilities = np.clip(0.2 + 0.5 * labels + rng.normal(0, 0.2, 2_000), 0, 1)
+    unconstrained = choose(probabilities, labels, value=210.0, cost=1.0)
+    # When the accuracy must reach 0.85
+    constrained = choose_threshold(
+        probabilities,
+        labels,
+        value_per_saved_customer_usd=210.0,
+        offer_cost_usd=1.0,
+        source="validation",
+        min_accuracy=0.85,
+    )
+    # Then the unconstrained optimum misses the target, and the constrained choice is the most valuable point
+    # of the curve that meets it (checked over the whole curve)
+    assert unconstrained.accuracy < 0.85
+    meeting = [p for p in constrained.curve if 0 < p.threshold < 1 and p.accuracy >= 0.85]
+    assert constrained.meets_min_accuracy
+    assert constrained.net_value_usd == max(p.net_value_usd for p in meeting)
+    assert constrained.accuracy >= 0.85
+    assert constrained.threshold > unconstrained.threshold

@@ -36,8 +36,7 @@ if TYPE_CHECKING:
     from mlops.monitoring.monitor import ModelMonitor
     from mlops.monitoring.outcomes import OutcomeLog
     from mlops.serving.batch import PlannedModels
-    from mlops.serving.explain import ExplainableModel
-    from mlops.serving.explanation import ExplanationService
+    from mlops.serving.explain import ExplainableModel, ExplanationService
     from mlops.serving.prediction import PredictionService
     from mlops.serving.scoring import LoadedModel, ModelProvider
 
@@ -187,9 +186,9 @@ class Wiring[SettingsT: FunctionSettings]:
 
     @cached_property
     def explanation_service(self) -> ExplanationService:
-        from mlops.serving.explanation import ExplanationService
+        from mlops.serving.explain import ExplanationService
 
-        return ExplanationService(self.explainable_model_provider, self.feature_lookup)
+        return ExplanationService(self.explainable_model_provider, self.feature_lookup, self.audit_trail("explain"))
 
     @cached_property
     def feature_service(self) -> FeatureStoreService:

@@ -32,6 +32,8 @@ ENTITY_PATTERN = r"^[a-z][a-z0-9_]*:[!-~]+$"  # printable ASCII: fits a GSI key 
 
 class AuditEventType(StrEnum):
     PREDICTION = "prediction"
+    EXPLANATION = "explanation"
+    BATCH_SCORING = "batch_scoring"
     MODEL_REGISTERED = "model_registered"
     MODEL_APPROVED = "model_approved"
     MODEL_REJECTED = "model_rejected"

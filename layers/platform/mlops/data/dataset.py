@@ -49,7 +49,7 @@ def read_dataset(
     """Read a CSV described by ``schema`` (all of it, or an iterator of ``chunksize``-row frames).
 
     The id column and categoricals are read as text (missing categoricals become ``None``), numericals as
-    float (missing or infinite -> NaN); other columns are kept as read. Every feature column and the id
+    float (missing, blank or infinite -> NaN); other columns are kept as read. Every feature column and the id
     column must be present; the target column is optional unless ``require_target`` (scoring files have
     none); rows with a missing target are kept (see :func:`labels`). Raises
     :class:`~mlops.core.errors.DataValidationError` naming the column for a missing column or non-numeric text
@@ -76,8 +76,13 @@ def _normalise(frame: pd.DataFrame, schema: DataSchema, require_target: bool) ->
     if absent:
         raise DataValidationError(absent[0], f"columns missing from the data: {absent}")
     for column in schema.numerical:
+        raw = frame[column]
+        if not pd.api.types.is_numeric_dtype(
+            raw
+        ):  # text among the numbers: a blank cell (" ", as exports often write) is missing
+            raw = raw.where(~raw.astype(str).str.fullmatch(r"\s*"), np.nan)
         try:
-            values = pd.to_numeric(frame[column], errors="raise").astype(np.float64)
+            values = pd.to_numeric(raw, errors="raise").astype(np.float64)
         except (ValueError, TypeError) as error:
             raise DataValidationError(
                 column, f"numerical column {column!r} holds non-numeric values: {error}"
@@ -91,8 +96,10 @@ def _normalise(frame: pd.DataFrame, schema: DataSchema, require_target: bool) ->
 
 
 def _text_series(series: pd.Series) -> pd.Series:
+    """Text as read; a missing or blank (whitespace-only) cell is None."""
     values = series.astype(object)
-    return values.where(values.notna(), None)
+    present = values.notna() & ~values.astype(str).str.fullmatch(r"\s*")
+    return values.where(present, None)
 
 
 def frame_to_columns(df: pd.DataFrame, schema: DataSchema) -> Columns:

@@ -2,12 +2,17 @@
 
 Each exposed unit counts once per metric, with value 0 when it has no outcome (a unit that did not convert,
 or earned nothing). Outcomes of units that were never exposed are not analysed.
+
+Each analysis is one look of the sequential test: given the running results of the previous looks
+(`SequentialState`, kept by the store), it reports the running always-valid p-value and confidence sequence,
+and `sequential_states` gives what to keep for the next look. No AWS here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from mlops.experiments.models import (
     MetricSpec,
     SampleRatioSummary,
     SampleSizePlan,
+    SequentialState,
     SequentialSummary,
     VariantComparison,
     VariantMetric,
@@ -63,12 +69,19 @@ def plan_sample_size(request: ExperimentCreate) -> SampleSizePlan:
     return SampleSizePlan(units_per_variant=per_variant, total_units=sum(per_variant.values()), method=method)
 
 
+type SequentialKey = tuple[str, str]
+"""(metric, treatment): a comparison of an experiment (the control is the experiment's)."""
+
+
 def analyse(
     experiment: Experiment,
     exposures: Mapping[str, str],
     outcomes: Mapping[str, Mapping[str, float]],
     analysed_at: str,
+    previous: Mapping[SequentialKey, SequentialState] | None = None,
 ) -> ExperimentResults:
+    """The results at this look; `previous` holds the running sequential results of the earlier looks (none: this
+    is the first). The sequential summaries are the running ones, this look included."""
     names = [v.name for v in experiment.variants]
     units = {name: [u for u, variant in exposures.items() if variant == name] for name in names}
     counts = np.array([len(units[name]) for name in names])
@@ -76,7 +89,7 @@ def analyse(
     srm = st.sample_ratio_mismatch(counts, weights)
     covariate = _covariate(experiment, exposures, outcomes)
     metrics = [
-        _metric_result(experiment, spec, role, units, outcomes.get(spec.name, {}), covariate)
+        _metric_result(experiment, spec, role, units, outcomes.get(spec.name, {}), covariate, previous or {})
         for spec, role in experiment.metrics
     ]
     total = int(counts.sum())
@@ -121,6 +134,7 @@ def _metric_result(
     units: Mapping[str, list[str]],
     values: Mapping[str, float],
     covariate: Mapping[str, float] | None,
+    previous: Mapping[SequentialKey, SequentialState],
 ) -> MetricResult:
     arrays = {name: np.array([values.get(u, 0.0) for u in members], float) for name, members in units.items()}
     summaries = {
@@ -139,7 +153,15 @@ def _metric_result(
                 np.array([covariate[u] for u in units[name]], float) for name in (experiment.control, variant.name)
             )
         comparisons.append(
-            _compare(experiment, spec, role, experiment.control, variant.name, arrays, covariates)  # type: ignore[arg-type]
+            _compare(
+                experiment,
+                spec,
+                role,
+                variant.name,
+                arrays,
+                covariates,  # type: ignore[arg-type]
+                previous.get((spec.name, variant.name)),
+            )
         )
     breached = role == "guardrail" and any(c.significant and _worse(spec, c.difference) for c in comparisons)
     return MetricResult(
@@ -163,16 +185,14 @@ def _compare(
     experiment: Experiment,
     spec: MetricSpec,
     role: str,
-    control: str,
     treatment: str,
     arrays: Mapping[str, np.ndarray],
     covariates: tuple[np.ndarray, np.ndarray] | None,
+    previous: SequentialState | None,
 ) -> VariantComparison:
+    control = experiment.control
     y_c, y_t = arrays[control], arrays[treatment]
     alpha = experiment.alpha
-    empty_sequential = SequentialSummary(
-        always_valid_p_value=None, confidence_sequence=Interval(low=None, high=None), significant=False, mixing_sd=0
-    )
     if min(len(y_c), len(y_t)) < MIN_UNITS_PER_VARIANT:
         return VariantComparison(
             control=control,
@@ -184,7 +204,7 @@ def _compare(
             p_value=None,
             significant=False,
             test="not enough units",
-            sequential=empty_sequential,
+            sequential=_sequential_summary(_restored(previous), previous.looks if previous else 0, 0.0, alpha),
             probability_treatment_better=None,
         )
     if spec.kind is MetricKind.CONVERSION:
@@ -197,13 +217,17 @@ def _compare(
         better = st.probability_treatment_beats_control_normal(float(result.difference), float(result.standard_error))
     if spec.direction is Direction.DECREASE:
         better = 1 - better
+    cuped = _cuped(experiment, y_c, y_t, covariates, result) if covariates else None
 
     pooled_sd = float(np.sqrt((y_c.var(ddof=1) + y_t.var(ddof=1)) / 2))
     mixing_sd = spec.minimum_detectable_effect
     if role == "primary":
         mixing_sd = experiment.minimum_detectable_effect
     mixing_sd = mixing_sd or st.default_mixing_sd(pooled_sd)
-    sequential = st.msprt(result.difference, result.standard_error**2, mixing_sd, alpha)
+    # CUPED's estimate has the same expectation with less variance: the sequential test gains the same power.
+    tested = cuped[1] if cuped is not None else result
+    look = st.msprt(tested.difference, tested.standard_error**2, mixing_sd, alpha)
+    running = st.running_sequential(_restored(previous), look)
     p_value = _number(result.p_value)
 
     return VariantComparison(
@@ -216,16 +240,87 @@ def _compare(
         p_value=p_value,
         significant=p_value is not None and p_value < alpha,
         test=test,
-        sequential=SequentialSummary(
-            always_valid_p_value=_number(sequential.always_valid_p_value),
-            confidence_sequence=_interval(sequential.cs_low, sequential.cs_high),
-            significant=bool(sequential.always_valid_p_value <= alpha),
-            mixing_sd=float(mixing_sd),
+        sequential=_sequential_summary(
+            running,
+            (previous.looks if previous else 0) + 1,
+            float(mixing_sd),
+            alpha,
+            "cuped" if cuped is not None else "unadjusted",
         ),
         probability_treatment_better=_number(better),
-        cuped=_cuped(experiment, y_c, y_t, covariates, result) if covariates else None,
+        cuped=cuped[0] if cuped is not None else None,
         achieved_power=_achieved_power(experiment, len(y_c), len(y_t)) if role == "primary" else None,
     )
+
+
+def _restored(state: SequentialState | None) -> st.SequentialResult | None:
+    """The running sequential result of the earlier looks, as `statistics` takes it."""
+    if state is None:
+        return None
+    p_value = np.float64(state.always_valid_p_value)
+    with np.errstate(divide="ignore"):
+        likelihood_ratio = np.minimum(1 / p_value, np.exp(700.0))
+    return st.SequentialResult(
+        always_valid_p_value=p_value,
+        cs_low=np.float64(state.cs_low),
+        cs_high=np.float64(state.cs_high),
+        likelihood_ratio=likelihood_ratio,
+    )
+
+
+def _sequential_summary(
+    running: st.SequentialResult | None,
+    looks: int,
+    mixing_sd: float,
+    alpha: float,
+    estimate: Literal["unadjusted", "cuped"] = "unadjusted",
+) -> SequentialSummary:
+    if running is None:
+        return SequentialSummary(
+            always_valid_p_value=None,
+            confidence_sequence=Interval(low=None, high=None),
+            significant=False,
+            mixing_sd=mixing_sd,
+            looks=looks,
+            estimate=estimate,
+        )
+    p_value = _number(running.always_valid_p_value)
+    return SequentialSummary(
+        always_valid_p_value=p_value,
+        confidence_sequence=_interval(running.cs_low, running.cs_high),
+        significant=p_value is not None and p_value <= alpha,
+        mixing_sd=mixing_sd,
+        looks=looks,
+        estimate=estimate,
+    )
+
+
+def sequential_states(
+    results: ExperimentResults, previous: Mapping[SequentialKey, SequentialState] | None = None
+) -> list[SequentialState]:
+    """What to keep of this look for the next one: the running result of each comparison this look analysed."""
+    states = []
+    for metric in results.metrics:
+        for comparison in metric.comparisons:
+            sequential = comparison.sequential
+            before = (previous or {}).get((metric.metric, comparison.treatment))
+            p_value, interval = sequential.always_valid_p_value, sequential.confidence_sequence
+            if sequential.looks == (before.looks if before else 0):
+                continue  # not analysed at this look (too few units)
+            if p_value is None or interval.low is None or interval.high is None:
+                continue  # no finite result yet
+            states.append(
+                SequentialState(
+                    metric=metric.metric,
+                    treatment=comparison.treatment,
+                    always_valid_p_value=p_value,
+                    cs_low=interval.low,
+                    cs_high=interval.high,
+                    looks=sequential.looks,
+                    last_look_at=results.analysed_at,
+                )
+            )
+    return states
 
 
 def _cuped(
@@ -234,14 +329,14 @@ def _cuped(
     y_t: np.ndarray,
     covariates: tuple[np.ndarray, np.ndarray],
     unadjusted: st.Comparison,
-) -> CupedSummary:
+) -> tuple[CupedSummary, st.Comparison]:
     adjusted_c, adjusted_t, theta = st.cuped_adjust(y_c, y_t, *covariates)
     result = st.compare_means(adjusted_c, adjusted_t, experiment.alpha)
     reduction = None
     if float(unadjusted.standard_error) > 0:
         reduction = 1 - float(result.standard_error) ** 2 / float(unadjusted.standard_error) ** 2
     assert experiment.cuped_covariate is not None
-    return CupedSummary(
+    summary = CupedSummary(
         covariate=experiment.cuped_covariate,
         theta=float(theta),
         difference=_number(result.difference),
@@ -249,6 +344,7 @@ def _cuped(
         p_value=_number(result.p_value),
         variance_reduction=_number(reduction),
     )
+    return summary, result
 
 
 def _achieved_power(experiment: Experiment, n_control: int, n_treatment: int) -> float | None:

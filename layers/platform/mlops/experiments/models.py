@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mlops.api.contracts import EntityId
+from mlops.data.schema import DecisionRule
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 VariantName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -30,7 +39,7 @@ class Direction(StrEnum):
 class DecisionPolicy(StrEnum):
     """What POST /predict serves to a unit of a variant, when the experiment splits a model's traffic."""
 
-    SERVICE_CALLS_RULE = "service_calls_rule"  # the transparent baseline: > 3 customer service calls -> churn
+    RULE = "rule"  # a transparent baseline: the variant's `rule` on one model input, e.g. service calls > 3
     NO_ACTION = "no_action"  # business as usual: nobody is flagged
     MODEL = "model"  # the deployed model's decision (probability >= threshold)
 
@@ -63,6 +72,15 @@ class VariantSpec(BaseModel):
     serves: DecisionPolicy | None = Field(
         default=None, description="What /predict serves in this variant (required when model_name is set)."
     )
+    rule: DecisionRule | None = Field(
+        default=None, description="The decision rule of a variant that serves `rule` (a model input's column)."
+    )
+
+    @model_validator(mode="after")
+    def _rule_when_serving_a_rule(self) -> Self:
+        if (self.serves is DecisionPolicy.RULE) != (self.rule is not None):
+            raise ValueError("a variant has a rule exactly when it serves 'rule'")
+        return self
 
 
 class ExperimentCreate(BaseModel):
@@ -249,10 +267,33 @@ class VariantMetric(BaseModel):
 
 
 class SequentialSummary(BaseModel):
-    always_valid_p_value: float | None
-    confidence_sequence: Interval
-    significant: bool
+    """The always-valid (mSPRT) result over every look so far: each analysis of the experiment is a look."""
+
+    always_valid_p_value: float | None = Field(description="The minimum over looks of each look's always-valid p.")
+    confidence_sequence: Interval = Field(
+        description="The intersection over looks of each look's confidence sequence; empty (low > high) only if "
+        "some look missed the true effect, which happens with probability at most alpha."
+    )
+    significant: bool = Field(description="always_valid_p_value <= alpha; once true, true at every later look.")
     mixing_sd: float
+    looks: int = Field(default=0, description="Analyses of this comparison so far, this one included.")
+    estimate: Literal["unadjusted", "cuped"] = Field(
+        default="unadjusted", description="The difference and variance this look tested (CUPED's when used)."
+    )
+
+
+class SequentialState(BaseModel):
+    """What the store keeps of a comparison's sequential result between looks (per experiment, metric, treatment)."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    metric: MetricName
+    treatment: VariantName
+    always_valid_p_value: float = Field(ge=0, le=1)
+    cs_low: float
+    cs_high: float
+    looks: int = Field(ge=1)
+    last_look_at: str
 
 
 class CupedSummary(BaseModel):

@@ -1,7 +1,8 @@
 """What the experiments API does: create, read, assign, record outcomes, analyse and stop experiments.
 
 Creating and stopping an experiment are written to the audit trail, and every first exposure is counted
-(the `Exposures` metric).
+(the `Exposures` metric). Every analysis is a look of the sequential test, kept in the store
+(`experiment_results`, which clients holding only a store, such as the pilot's campaign, call too).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from mlops.audit.events import experiment_event
 from mlops.audit.records import AuditEventType
 from mlops.audit.trail import AuditTrail
 from mlops.core.clock import utc_now
-from mlops.core.errors import ExperimentConflictError, InvalidRequestError
+from mlops.core.errors import ExperimentConflictError, ExperimentUnavailableError, InvalidRequestError
 from mlops.core.observability import MetricUnit, metrics
-from mlops.experiments.analysis import analyse, plan_sample_size
+from mlops.experiments.analysis import analyse, plan_sample_size, sequential_states
 from mlops.experiments.models import (
     Assignment,
     Experiment,
@@ -27,7 +28,10 @@ from mlops.experiments.models import (
     OutcomeRequest,
 )
 from mlops.experiments.serving import assigner_of
-from mlops.experiments.store import ExperimentStore
+from mlops.experiments.store import ExperimentStore, SequentialStateConflictError
+
+MAX_LOOK_ATTEMPTS = 5
+"""Analyses of one look repeated when concurrent analyses of the same experiment keep saving first."""
 
 
 def new_experiment(request: ExperimentCreate, now: str, make_id: Callable[[], str] | None = None) -> Experiment:
@@ -48,6 +52,26 @@ def new_experiment(request: ExperimentCreate, now: str, make_id: Callable[[], st
 
 def _random_id() -> str:
     return f"exp-{secrets.token_hex(8)}"
+
+
+def experiment_results(store: ExperimentStore, experiment_id: str, analysed_at: str) -> ExperimentResults:
+    """The experiment's results as one more look: the sequential summaries are the running ones over every
+    look so far (minimum always-valid p-value, intersected confidence sequences), and this look is saved, so a
+    sequential result once significant stays significant. Read-merge-write is optimistic: a look that
+    another analysis overtook is repeated on the newer state (the running results only tighten)."""
+    experiment = store.get(experiment_id)
+    exposures, outcomes = store.exposures(experiment_id), store.outcomes(experiment_id)
+    for _ in range(MAX_LOOK_ATTEMPTS):
+        previous = store.sequential_states(experiment_id)
+        results = analyse(experiment, exposures, outcomes, analysed_at, previous)
+        try:
+            store.save_sequential_states(experiment_id, sequential_states(results, previous), previous)
+        except SequentialStateConflictError:
+            continue
+        return results
+    raise ExperimentUnavailableError(
+        field="experiment_id", message=f"experiment {experiment_id} is being analysed concurrently; try again"
+    )
 
 
 class ExperimentService:
@@ -84,7 +108,7 @@ class ExperimentService:
         assigner = assigner_of(experiment)
         bucket = assigner.bucket(unit_id)
         variant = assigner.variant_of_bucket(bucket)
-        first = self.store.log_exposure(experiment_id, unit_id, variant)
+        first = self.store.log_exposures(experiment_id, {unit_id: variant}) == 1
         metrics.add_metric(name="Exposures", unit=MetricUnit.Count, value=int(first))
         return Assignment(
             experiment_id=experiment_id, unit_id=unit_id, variant=variant, bucket=bucket, first_exposure=first
@@ -117,10 +141,8 @@ class ExperimentService:
         )
 
     def results(self, experiment_id: str) -> ExperimentResults:
-        experiment = self.store.get(experiment_id)
-        return analyse(
-            experiment, self.store.exposures(experiment_id), self.store.outcomes(experiment_id), self._clock()
-        )
+        """The results now; each call is a look of the sequential test (see `experiment_results`)."""
+        return experiment_results(self.store, experiment_id, self._clock())
 
     def stop(self, experiment_id: str, reason: str | None, actor: str) -> Experiment:
         """Stop it (idempotent: stopping a stopped experiment returns it unchanged); every stop request is

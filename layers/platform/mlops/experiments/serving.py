@@ -1,30 +1,23 @@
 """Experiments on the scoring path: find the model's running experiment, assign units, serve the variant.
 
 No numpy or scipy import here: the scoring function ships without the StatsLayer. A failure to read the
-running experiment never fails a prediction (the last one known keeps serving). An exposure is never lost:
-its write is retried, and if the table still refuses it the request fails (503, retryable) rather than serve
-a variant the analysis would not count; exposures already written stay, and a retried request finds them
-(the write is conditional, so none is duplicated).
+running experiment never fails a prediction (the last one known keeps serving). Exposures are logged by the
+prediction service once the predictions are audited (`mlops.serving.prediction`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.api.contracts import Prediction
-from mlops.core.errors import ExperimentUnavailableError
 from mlops.core.observability import logger
 from mlops.experiments.assignment import Assigner
 from mlops.experiments.models import DecisionPolicy, Experiment, ExperimentStatus
 from mlops.experiments.store import ExperimentStore
-
-SERVICE_CALLS = "number_customer_service_calls"
-SERVICE_CALLS_LIMIT = 3
-"""The baseline rule: more than 3 customer service calls -> churn (the feature `high_service_calls`)."""
 
 
 def assigner_of(experiment: Experiment) -> Assigner:
@@ -72,48 +65,41 @@ class RunningExperimentProvider:
         return self._experiment, self._assigner
 
 
-def service_calls_of(prepared_inputs: dict[str, Any]) -> list[float] | None:
-    """Customer service calls per row, as the model saw them (imputed when missing); None if not a model input."""
-    column = prepared_inputs.get(SERVICE_CALLS)
-    return None if column is None else [float(value) for value in column.reshape(-1)]
+def rule_decisions(experiment: Experiment, model_inputs: Mapping[str, Any]) -> dict[str, list[bool]]:
+    """Per variant that serves a rule, its decision per row, on the inputs as the model saw them (missing
+    numbers imputed). Raises `ValueError` when the rule's column is not an input of the served model."""
+    decisions = {}
+    for variant in experiment.variants:
+        if variant.rule is None:
+            continue
+        column = model_inputs.get(variant.rule.column)
+        if column is None:
+            raise ValueError(f"the rule {variant.rule} needs {variant.rule.column}, which this model does not use")
+        decisions[variant.name] = variant.rule.applies(column.reshape(-1).tolist())
+    return decisions
 
 
 def serve_experiment(
-    predictions: Sequence[Prediction],
-    service_calls: Sequence[float] | None,
-    running: tuple[Experiment, Assigner],
-    store: ExperimentStore,
-) -> tuple[list[Prediction], int]:
-    """Each prediction with its unit's variant and that variant's decision; logs first exposures.
-
-    Returns the served predictions and the number of first exposures logged by this call.
-    Raises `ExperimentUnavailableError` when an exposure cannot be logged (after retries).
-    """
+    predictions: Sequence[Prediction], model_inputs: Mapping[str, Any], running: tuple[Experiment, Assigner]
+) -> tuple[list[Prediction], dict[str, str]]:
+    """Each prediction with its unit's variant and that variant's decision, and the exposures to log (unit ->
+    variant; a customer twice in a batch is one exposure). The caller logs them once the predictions are
+    audited (`ExperimentStore.log_exposures`), so that no unit counts as exposed without a served prediction."""
     experiment, assigner = running
-    served, first_exposures, logged = [], 0, set()
+    rules = rule_decisions(experiment, model_inputs)
+    served, exposures = [], {}
     for row, prediction in enumerate(predictions):
         variant = assigner.assign(prediction.customer_id)
         policy = experiment.variant(variant).serves
         decision = prediction.churn_prediction
-        if policy is DecisionPolicy.SERVICE_CALLS_RULE:
-            if service_calls is None:
-                raise ValueError(f"the baseline rule needs {SERVICE_CALLS}, which this model does not use")
-            decision = service_calls[row] > SERVICE_CALLS_LIMIT
+        if policy is DecisionPolicy.RULE:
+            decision = rules[variant][row]
         elif policy is DecisionPolicy.NO_ACTION:
             decision = False
-        if prediction.customer_id not in logged:  # a batch may hold a customer twice: one exposure
-            logged.add(prediction.customer_id)
-            try:
-                first_exposures += store.log_exposure(experiment.experiment_id, prediction.customer_id, variant)
-            except (ClientError, BotoCoreError) as error:
-                logger.error("Exposure not logged; request refused", extra={"error": str(error)})
-                raise ExperimentUnavailableError(
-                    field="experiment",
-                    message=f"the exposure to experiment {experiment.experiment_id} could not be logged",
-                ) from error
+        exposures[prediction.customer_id] = variant
         served.append(
             prediction.model_copy(
                 update={"churn_prediction": decision, "variant": variant, "experiment_id": experiment.experiment_id}
             )
         )
-    return served, first_exposures
+    return served, exposures

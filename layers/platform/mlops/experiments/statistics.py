@@ -77,18 +77,23 @@ def compare_proportions(
     treatment_n: ArrayLike,
     alpha: float = 0.05,
 ) -> Comparison:
-    """Two-proportion z-test (pooled variance under H0) with an unpooled Wald interval for the difference."""
+    """Two-proportion z-test and Wald interval for the difference, both on the unpooled variance.
+
+    Var(p_t - p_c) = p_c (1 - p_c) / n_c + p_t (1 - p_t) / n_t serves the p-value and the interval alike (as in
+    GrowthBook's gbstats), so p < alpha exactly when the interval excludes 0; a pooled p-value beside an unpooled
+    interval disagree on some tables, mostly with unequal arms. Equals statsmodels'
+    `test_proportions_2indep(..., method="wald")` and `confint_proportions_2indep(..., method="wald")`. With no
+    variance at all (both arms all 0 or all 1) the interval is the point: p = 1 if the rates are equal, else 0.
+    """
     cs, cn = np.asarray(control_successes, float), np.asarray(control_n, float)
     ts, tn = np.asarray(treatment_successes, float), np.asarray(treatment_n, float)
     p_c, p_t = cs / cn, ts / tn
     difference = p_t - p_c
-    pooled = (cs + ts) / (cn + tn)
-    se_null = np.sqrt(pooled * (1 - pooled) * (1 / cn + 1 / tn))
     var_c, var_t = p_c * (1 - p_c) / cn, p_t * (1 - p_t) / tn
     se = np.sqrt(var_c + var_t)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se_null > 0, difference / se_null, 0.0)
-    p_value = 2 * stats.norm.sf(np.abs(z))
+        z = np.where(se > 0, np.abs(difference) / se, np.where(difference == 0, 0.0, np.inf))
+    p_value = 2 * stats.norm.sf(z)
     z_crit = stats.norm.ppf(1 - alpha / 2)
     lift, lift_low, lift_high = _relative(p_c, difference, var_c, var_t, z_crit)
     return Comparison(
@@ -154,13 +159,14 @@ def cuped_adjust(
 
 
 def msprt(difference: ArrayLike, variance: ArrayLike, mixing_sd: ArrayLike, alpha: float = 0.05) -> SequentialResult:
-    """Mixture sequential probability ratio test (Johari et al. 2017, "always valid p-values").
+    """Mixture sequential probability ratio test (Johari et al. 2017, "always valid p-values"): one look.
 
-    `difference` is the current estimate and `variance` its variance (Var = s_c^2/n_c + s_t^2/n_t); the
-    effect gets a N(0, mixing_sd^2) mixing prior. The likelihood ratio against "no difference" is
-    Lambda = sqrt(V / (V + tau^2)) exp(tau^2 d^2 / (2 V (V + tau^2))); by Ville's inequality it exceeds
-    1/alpha at any look with probability at most alpha under H0, so `always_valid_p_value` = min(1, 1/Lambda)
-    may be checked after every batch. The confidence sequence is the set of effects not rejected that way.
+    `difference` is the current estimate and `variance` its variance (Var = s_c^2/n_c + s_t^2/n_t, or the
+    CUPED-adjusted ones); the effect gets a N(0, mixing_sd^2) mixing prior. The likelihood ratio against "no
+    difference" is Lambda = sqrt(V / (V + tau^2)) exp(tau^2 d^2 / (2 V (V + tau^2))); by Ville's inequality it
+    exceeds 1/alpha at any look with probability at most alpha under H0. The confidence sequence is the set of
+    effects not rejected that way, so at each look p <= alpha exactly when it excludes 0. This is the current
+    look only: `running_sequential` folds the looks into the running p-value and sequence that are reported.
     """
     d = np.asarray(difference, float)
     v = np.asarray(variance, float)
@@ -180,14 +186,38 @@ def msprt(difference: ArrayLike, variance: ArrayLike, mixing_sd: ArrayLike, alph
     )
 
 
+def running_sequential(previous: SequentialResult | None, current: SequentialResult) -> SequentialResult:
+    """The always-valid result over every look so far: `previous` (None before the first look) and `current`.
+
+    The p-value is the running minimum and the confidence sequence the running intersection (low = max of the
+    lows, high = min of the highs), the likelihood ratio the running maximum. Ville's inequality bounds the
+    ratio at every look at once, so this costs no error rate (Johari et al. 2017; Howard et al. 2021), and it
+    makes the result monotone: once significant, significant at every later look, and p <= alpha exactly when
+    the sequence excludes 0. The intersection is empty (low > high) only if some look's sequence missed the
+    true effect (probability at most alpha); it then excludes 0 and p <= alpha. A look without a result (NaN)
+    leaves the running one as it was.
+    """
+    if previous is None:
+        return current
+    return SequentialResult(
+        always_valid_p_value=np.fmin(previous.always_valid_p_value, current.always_valid_p_value),
+        cs_low=np.fmax(previous.cs_low, current.cs_low),
+        cs_high=np.fmin(previous.cs_high, current.cs_high),
+        likelihood_ratio=np.fmax(previous.likelihood_ratio, current.likelihood_ratio),
+    )
+
+
 def sample_ratio_mismatch(
     observed_counts: np.ndarray, expected_weights: np.ndarray, threshold: float = SRM_P_VALUE_THRESHOLD
 ) -> SampleRatioCheck:
-    """Chi-square goodness of fit of the units per variant (last axis) against the configured traffic weights."""
-    observed = np.asarray(observed_counts, float)
-    weights = np.asarray(expected_weights, float)
+    """Chi-square goodness of fit of the units per variant (last axis) against the configured traffic weights.
+
+    Counts and weights broadcast: one row of weights per experiment (or one for all), each row normalised
+    along the variant axis, so weights need not sum to 1.
+    """
+    observed, weights = np.broadcast_arrays(np.asarray(observed_counts, float), np.asarray(expected_weights, float))
     totals = observed.sum(axis=-1, keepdims=True)
-    expected = weights / weights.sum() * totals
+    expected = weights / weights.sum(axis=-1, keepdims=True) * totals
     with np.errstate(divide="ignore", invalid="ignore"):
         result = stats.chisquare(observed, expected, axis=-1)
     # No unit yet: nothing to check.

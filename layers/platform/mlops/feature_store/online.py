@@ -2,9 +2,11 @@
 
 - A **feature group** (`FeatureGroup`) is declared once: name, entity key, typed features, event-time
   column, freshness window (TTL) and version. `feature_group_from_schema` derives one from a data schema.
-- The **online store** keeps only the latest record per entity. Every write is conditional on being newer
+- The **online store** keeps only the latest record per entity: the one with the latest event time and,
+  among records with the same event time, the latest ingestion (the offline point-in-time join breaks ties
+  the same way, so training and serving agree). Every write is conditional on being later in that order
   than what is stored, so out-of-order, repeated and concurrent ingestion are safe and idempotent: an older
-  or equal event never overwrites a newer one.
+  record never overwrites a newer one, and the same record (same ingestion time) is not written twice.
 - The **offline store** (see `mlops.feature_store.offline`, which needs pandas and pyarrow) is the full history.
 
 This module needs only boto3 and pydantic, so the scoring path can read online features without pandas.
@@ -41,12 +43,20 @@ if TYPE_CHECKING:
 
 MAX_BATCH_IDS = 100
 _EVENT_TIME = "event_time"  # attribute holding the record's event time (epoch milliseconds)
+_INGESTED_AT = "ingested_at"  # attribute holding the record's ingestion time (epoch milliseconds)
 _DELETED = "deleted_by"  # present on a tombstone: the deletion id that erased the entity
 # A tombstone's event time is later than any real event, so the newest-wins condition keeps every later
 # ingestion (a re-run of an old file included) from bringing an erased customer back.
 _TOMBSTONE_EVENT_MS = 9_999_999_999_999
-_RESERVED = frozenset({"pk", "sk", _EVENT_TIME, "ingested_at", _DELETED})
+_RESERVED = frozenset({"pk", "sk", _EVENT_TIME, _INGESTED_AT, _DELETED})
 _AWS_ERRORS = (ClientError, BotoCoreError)
+# Replace the stored record only with a later one: a later event, or the same event ingested later. A tombstone
+# has no ingestion time, so no record with its (far future) event time replaces it either.
+_NEWER_CONDITION = (
+    "attribute_not_exists(pk) OR #event_time < :event_time"
+    " OR (#event_time = :event_time AND #ingested_at < :ingested_at)"
+)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class FeatureType(StrEnum):
@@ -90,7 +100,7 @@ class FeatureRecord(BaseModel):
 def to_epoch_ms(moment: dt.datetime) -> int:
     if moment.tzinfo is None:
         raise InvalidRequestError(field="event_time", message="event times must carry a time zone")
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)  # exact: a float timestamp can lose the last ms
 
 
 def from_epoch_ms(epoch_ms: int) -> dt.datetime:
@@ -110,6 +120,9 @@ class IncomingRecord(BaseModel):
     entity_id: str
     event_time: dt.datetime
     values: dict[str, Any]
+    ingested_at: dt.datetime | None = Field(
+        default=None, description="When the record was ingested (breaks ties on event time); None: when written"
+    )
 
 
 class IngestionReport(BaseModel):
@@ -125,7 +138,13 @@ class IngestionReport(BaseModel):
     skipped_not_newer: int
     offline_parts_written: int
     event_time_source: str = Field(description="column: the file's event-time column; as_of: the snapshot time")
+    ttl_seconds: int | None = Field(default=None, description="The group's TTL: older records are stale.")
     as_of: dt.datetime = Field(description="Snapshot time of the file; training sets are built as of it.")
+    ingested_at: dt.datetime | None = Field(
+        default=None,
+        description="Latest ingestion time of the file's records: by then the store knew all of them (an "
+        "earlier run's time when this run found the records already ingested).",
+    )
     seconds: float
     rows_per_second: float
 
@@ -151,23 +170,36 @@ class OnlineFeatureStore:
         self._clock = clock
 
     def put_latest(
-        self, group: FeatureGroup, entity_id: str, values: Mapping[str, Any], event_time: dt.datetime
+        self,
+        group: FeatureGroup,
+        entity_id: str,
+        values: Mapping[str, Any],
+        event_time: dt.datetime,
+        ingested_at: dt.datetime | None = None,
     ) -> WriteOutcome:
-        """Store the record unless the store already holds one at least as new for this entity."""
+        """Store the record unless the store already holds one at least as new for this entity: a later event
+        time, or the same event time ingested no earlier. `ingested_at` defaults to now (the clock)."""
+        ingested_ms = int(self._clock() * 1000) if ingested_at is None else to_epoch_ms(ingested_at)
+        return self._put_if_newer(group, entity_id, values, (to_epoch_ms(event_time), ingested_ms))
+
+    def _put_if_newer(
+        self, group: FeatureGroup, entity_id: str, values: Mapping[str, Any], version: tuple[int, int]
+    ) -> WriteOutcome:
+        event_ms, ingested_ms = version
         item = {
             "pk": {"S": group.partition_key},
             "sk": {"S": entity_id},
-            _EVENT_TIME: {"N": str(to_epoch_ms(event_time))},
-            "ingested_at": {"N": str(int(self._clock() * 1000))},
+            _EVENT_TIME: {"N": str(event_ms)},
+            _INGESTED_AT: {"N": str(ingested_ms)},
         }
         item.update(_encode_values(group, values))
         try:
             self._ddb.put_item(
                 TableName=self.table_name,
                 Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR #event_time < :event_time",
-                ExpressionAttributeNames={"#event_time": _EVENT_TIME},
-                ExpressionAttributeValues={":event_time": item[_EVENT_TIME]},
+                ConditionExpression=_NEWER_CONDITION,
+                ExpressionAttributeNames={"#event_time": _EVENT_TIME, "#ingested_at": _INGESTED_AT},
+                ExpressionAttributeValues={":event_time": item[_EVENT_TIME], ":ingested_at": item[_INGESTED_AT]},
             )
         except self._ddb.exceptions.ConditionalCheckFailedException:
             return WriteOutcome.SKIPPED_NOT_NEWER
@@ -176,31 +208,38 @@ class OnlineFeatureStore:
     def put_latest_many(
         self, group: FeatureGroup, records: Iterable[IncomingRecord], workers: int = 8
     ) -> Counter[WriteOutcome]:
-        """Ingest many records with the same newest-wins guarantee as `put_latest`.
+        """Ingest many records with the same newest-wins guarantee as `put_latest` (records without an
+        ingestion time are ingested now, all at one time).
 
-        Within the input only each entity's newest record is a candidate. The stored event times are read
-        first (BatchGetItem, 100 keys a call) so that re-ingesting a file costs reads, not thousands of
-        failed writes; the remaining records are written with the conditional put, which still guards
-        against a concurrent writer, on `workers` threads (each put waits on the network).
+        Within the input only each entity's newest record is a candidate (of two with the same event and
+        ingestion time, the later in the input). The stored versions are read first (BatchGetItem, 100 keys a
+        call) so that re-ingesting a file costs reads, not thousands of failed writes; the remaining records
+        are written with the conditional put, which still guards against a concurrent writer, on `workers`
+        threads (each put waits on the network).
         """
-        newest: dict[str, IncomingRecord] = {}
+        now_ms = int(self._clock() * 1000)
+        newest: dict[str, tuple[tuple[int, int], IncomingRecord]] = {}
         superseded = 0
         for record in records:
+            ingested_ms = now_ms if record.ingested_at is None else to_epoch_ms(record.ingested_at)
+            version = (to_epoch_ms(record.event_time), ingested_ms)
             kept = newest.get(record.entity_id)
             if kept is not None:
                 superseded += 1
-                if record.event_time < kept.event_time:
+                if version < kept[0]:
                     continue
-            newest[record.entity_id] = record
+            newest[record.entity_id] = (version, record)
         entity_ids = list(newest)
-        stored_ms: dict[str, int] = {}
+        stored: dict[str, tuple[int, int]] = {}
         for start in range(0, len(entity_ids), MAX_BATCH_IDS):
             for item in self._batch_get_items(group, entity_ids[start : start + MAX_BATCH_IDS], []):
-                stored_ms[item["sk"]["S"]] = int(item[_EVENT_TIME]["N"])
-        candidates = [r for r in newest.values() if stored_ms.get(r.entity_id, -1) < to_epoch_ms(r.event_time)]
+                stored[item["sk"]["S"]] = (int(item[_EVENT_TIME]["N"]), int(item.get(_INGESTED_AT, {"N": "-1"})["N"]))
+        candidates = [(v, r) for v, r in newest.values() if stored.get(r.entity_id, (-1, -1)) < v]
         outcomes: Counter[WriteOutcome] = Counter()
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            outcomes.update(pool.map(lambda r: self.put_latest(group, r.entity_id, r.values, r.event_time), candidates))
+            outcomes.update(
+                pool.map(lambda c: self._put_if_newer(group, c[1].entity_id, c[1].values, c[0]), candidates)
+            )
         outcomes[WriteOutcome.SKIPPED_NOT_NEWER] += superseded + len(newest) - len(candidates)
         return outcomes
 
@@ -228,7 +267,9 @@ class OnlineFeatureStore:
         if not entity_ids:
             return []
         names = {f"#f{i}": name for i, name in enumerate(features)}
-        names.update({"#pk": "pk", "#sk": "sk", "#event_time": _EVENT_TIME, "#deleted": _DELETED})
+        names.update(
+            {"#pk": "pk", "#sk": "sk", "#event_time": _EVENT_TIME, "#ingested_at": _INGESTED_AT, "#deleted": _DELETED}
+        )
         request: dict[str, Any] = {
             self.table_name: {
                 "Keys": [{"pk": {"S": group.partition_key}, "sk": {"S": entity_id}} for entity_id in entity_ids],

@@ -4,6 +4,9 @@ The scoring function captures a sample of what it scored: the raw inputs after s
 the score and the model version, never the customer id. One JSON-lines object per request under
 `capture/<model>/dt=<day>/hour=<hh>/`. `score_bucket` names the score's bucket in the scoring metrics.
 
+A prediction may be captured more than once (a retried write, a resent object): `distinct_predictions` keeps
+one row per prediction id, so the monitor counts each prediction once.
+
 No scipy here: the scoring function imports this module (`mlops.monitoring.monitor`, which needs scipy for
 drift statistics, is for the monitor alone).
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,23 @@ def score_bucket(probability: float) -> str:
     """The churn-score bucket of a probability: "0.0-0.1" ... "0.9-1.0" (1.0 falls in the last)."""
     low = min(int(probability * 10), 9) / 10
     return f"{low:.1f}-{low + 0.1:.1f}"
+
+
+def distinct_predictions[Row: Mapping[str, Any]](rows: Iterable[Row]) -> tuple[list[Row], int]:
+    """The rows with the first of each prediction id kept (a row without one is kept as it is), and how many
+    repeats were left out."""
+    seen: set[str] = set()
+    distinct: list[Row] = []
+    repeats = 0
+    for row in rows:
+        prediction_id = row.get("prediction_id")
+        if prediction_id is not None:
+            if prediction_id in seen:
+                repeats += 1
+                continue
+            seen.add(prediction_id)
+        distinct.append(row)
+    return distinct, repeats
 
 
 def _json_value(value: Any) -> Any:

@@ -1,7 +1,12 @@
 """The scheduled model monitor: drift of captured inputs against the training baseline, and accuracy on logged
 outcomes joined with the audited predictions (`run_monitor`); its report is stored under `monitoring/<model>/`
 and emitted as the metrics the alarms watch (`ModelMonitor`, what the scheduled function runs). Capture records
-become the columns drift is measured on through `columns_from_records`.
+become the columns drift is measured on through `columns_from_records`, each prediction once.
+
+The window is the last `window_hours` by default: the hourly alarm's, whose accuracy is that of the outcomes
+logged in it. A caller that must judge exactly some traffic (the pilot's later window) names its
+`window_start` (and `window_end`, default now): then the predictions made in it are judged, by the outcomes
+logged from its start until the monitor runs (`AccuracyScope`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.clock import utc
@@ -20,9 +25,9 @@ from mlops.core.observability import MetricUnit, logger, metrics
 from mlops.data.feature_spec import FeatureSpec
 from mlops.data.features import Columns
 from mlops.data.schema import DataSchema
-from mlops.monitoring.accuracy import AccuracyReport, measure_accuracy
+from mlops.monitoring.accuracy import AccuracyReport, AccuracyScope, AccuracyWindow, measure_accuracy
 from mlops.monitoring.baseline import DriftBaseline
-from mlops.monitoring.capture import InferenceCapture
+from mlops.monitoring.capture import InferenceCapture, distinct_predictions
 from mlops.monitoring.drift import SCORE_KEY, DriftReport, DriftThresholds, detect_drift
 from mlops.monitoring.outcomes import OutcomeLog
 from mlops.registry.store import ModelRegistry
@@ -32,38 +37,49 @@ MAX_WINDOW_HOURS = 24 * 31
 
 
 class MonitorRequest(BaseModel):
-    """The scheduled event (EventBridge: no fields) or a direct invoke. The window ends at `until` (default now)
-    and starts at `since`, or `window_hours` before its end (default: the function's MONITOR_WINDOW_HOURS)."""
+    """The scheduled event (EventBridge: its fields are not the monitor's) or a direct invoke. The window ends at
+    `window_end` (default now) and starts at `window_start`, or `window_hours` before its end (default: the
+    function's MONITOR_WINDOW_HOURS). An explicit `window_start` judges the window's own predictions."""
 
     model_config = ConfigDict(extra="ignore")
 
     window_hours: float | None = Field(default=None, gt=0, le=MAX_WINDOW_HOURS)
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
+    window_start: AwareDatetime | None = Field(
+        default=None, description="The window's start (inclusive, with a time zone); wins over window_hours."
+    )
+    window_end: AwareDatetime | None = Field(
+        default=None, description="The window's end (inclusive, with a time zone); default now."
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> MonitorRequest:
-        if self.since is not None:
-            end = utc(self.until)
-            if not utc(self.since) < end:
-                raise ValueError("since must be before until")
-            if end - utc(self.since) > dt.timedelta(hours=MAX_WINDOW_HOURS):
+        if self.window_start is not None:
+            start, end = self.window(MAX_WINDOW_HOURS)
+            if not start < end:
+                raise ValueError("window_start must be before window_end")
+            if end - start > dt.timedelta(hours=MAX_WINDOW_HOURS):
                 raise ValueError(f"the window may span at most {MAX_WINDOW_HOURS} hours")
         return self
 
     def window(self, default_hours: float) -> tuple[dt.datetime, dt.datetime]:
-        end = utc(self.until)
-        start = utc(self.since) if self.since else end - dt.timedelta(hours=self.window_hours or default_hours)
-        return start, end
+        end = utc(self.window_end)
+        if self.window_start is not None:
+            return utc(self.window_start), end
+        return end - dt.timedelta(hours=self.window_hours or default_hours), end
+
+    @property
+    def accuracy_scope(self) -> AccuracyScope:
+        return AccuracyScope.RECENT_OUTCOMES if self.window_start is None else AccuracyScope.WINDOW_PREDICTIONS
 
 
 class MonitoringReport(BaseModel):
     model_name: str
     model_version: str | None
     generated_at: dt.datetime
-    window_start: dt.datetime
-    window_end: dt.datetime
-    captured_rows: int
+    window_start: dt.datetime = Field(description="Rows captured from here (inclusive)...")
+    window_end: dt.datetime = Field(description="...to here (inclusive); accuracy.window says which outcomes.")
+    captured_rows: int = Field(description="Distinct predictions captured in the window (what drift judged).")
+    duplicate_captured_rows: int = Field(default=0, description="Rows of a prediction captured again, left out.")
     drift: DriftReport | None = Field(description="None: no production model or no baseline stored with it.")
     accuracy: AccuracyReport
     report_key: str | None = None
@@ -80,33 +96,38 @@ def run_monitor(
     window: tuple[dt.datetime, dt.datetime],
     outcome_lookback: dt.timedelta,
     thresholds: DriftThresholds,
+    accuracy_scope: AccuracyScope = AccuracyScope.RECENT_OUTCOMES,
 ) -> MonitoringReport:
     """Drift of the production model's inputs captured in `window` (start, end), and its accuracy on the
-    outcomes logged in `window`, joined with the predictions made up to `outcome_lookback` before it."""
+    outcomes and predictions `accuracy_scope` gives (by default the outcomes logged in `window`, joined with the
+    predictions made up to `outcome_lookback` before it)."""
+    generated_at = utc()
     start, end = window
     alias = registry.get_production(model_name)
     version = alias.version if alias else None
     production = registry.get(model_name, version) if version else None
-    rows = capture.read(start, end, model_version=version) if version else []
+    rows, duplicates = distinct_predictions(capture.read(start, end, model_version=version) if version else [])
     drift = None
     if production is not None and "drift_baseline" in production.artifacts:
         baseline = DriftBaseline.model_validate_json(artifacts.get_verified(production.artifacts["drift_baseline"]))
         spec = FeatureSpec.model_validate_json(artifacts.get_verified(production.artifacts["feature_spec"]))
         columns, scores = columns_from_records(rows, spec.data_schema)
         drift = detect_drift(baseline, columns, scores, thresholds)
-    logged = outcomes.read(start, end)
+    joined = AccuracyWindow.of(accuracy_scope, window, outcome_lookback, generated_at)
+    logged = outcomes.read(joined.outcomes_logged_from, joined.outcomes_logged_to)
     accuracy = (
-        measure_accuracy(logged, predictions(start - outcome_lookback, end), version)
+        measure_accuracy(logged, predictions(joined.predictions_from, joined.predictions_to), version, window=joined)
         if logged
-        else AccuracyReport(outcomes=0, matched=0, sufficient_data=False)
+        else AccuracyReport(window=joined, outcomes=0, matched=0, sufficient_data=False)
     )
     return MonitoringReport(
         model_name=model_name,
         model_version=version,
-        generated_at=utc(),
+        generated_at=generated_at,
         window_start=start,
         window_end=end,
         captured_rows=len(rows),
+        duplicate_captured_rows=duplicates,
         drift=drift,
         accuracy=accuracy,
     )
@@ -206,6 +227,7 @@ class ModelMonitor:
             window=request.window(self._window_hours),
             outcome_lookback=self._outcome_lookback,
             thresholds=self._thresholds,
+            accuracy_scope=request.accuracy_scope,
         )
         report = store_report(self._reports, self._reports_bucket, report)
         emit_metrics(report)
@@ -213,9 +235,15 @@ class ModelMonitor:
             "Model monitored",
             extra={
                 "model_version": report.model_version,
+                "window_start": report.window_start.isoformat(),
+                "window_end": report.window_end.isoformat(),
                 "captured_rows": report.captured_rows,
+                "duplicate_captured_rows": report.duplicate_captured_rows,
                 "drift_detected": report.drift.drift_detected if report.drift else None,
+                "accuracy_scope": report.accuracy.window.scope if report.accuracy.window else None,
+                "outcomes_matched": report.accuracy.matched,
                 "accuracy": report.accuracy.accuracy,
+                "auc": report.accuracy.auc,
             },
         )
         return report

@@ -8,8 +8,7 @@ with the model's churn risk as the CUPED covariate.
 from __future__ import annotations
 
 from mlops.core.artifacts import ArtifactStore
-from mlops.core.errors import ExperimentNotFoundError, InvalidRequestError
-from mlops.data.schema import DataSchema
+from mlops.core.errors import ExperimentNotFoundError
 from mlops.experiments.models import (
     DecisionPolicy,
     Direction,
@@ -19,7 +18,6 @@ from mlops.experiments.models import (
     VariantSpec,
 )
 from mlops.experiments.service import ExperimentService
-from mlops.experiments.serving import SERVICE_CALLS
 from mlops.pilot.payloads import ExperimentStartReport, StepRequest
 
 BASELINE = "baseline"
@@ -32,25 +30,25 @@ CHURN_RISK = "churn_risk"
 """CUPED covariate: the model's churn probability, computed from pre-experiment features for every unit."""
 
 
-def pilot_experiment_request(request: StepRequest, model_name: str, schema: DataSchema) -> ExperimentCreate:
+def pilot_experiment_request(request: StepRequest, model_name: str) -> ExperimentCreate:
     pilot = request.pilot
     dataset = request.require(pilot.dataset, "dataset")
     plan = pilot.experiment_design
-    baseline = DecisionPolicy(plan.baseline)
-    if baseline is DecisionPolicy.SERVICE_CALLS_RULE and SERVICE_CALLS not in schema.numerical:
-        raise InvalidRequestError(
-            field="experiment_design.baseline",
-            message=f"the service calls rule needs the numerical column {SERVICE_CALLS}, which "
-            f"{schema.dataset_name or 'this data set'} does not have (choose the no_action baseline)",
-        )
+    baseline = pilot.use_case.baseline
     return ExperimentCreate(
         experiment_id=f"{plan.name}-{request.execution_name}"[:128],
         name=plan.name,
-        description=f"Retention offers chosen by the baseline ({baseline.value}) or by the model ({model_name}), "
-        f"split {1 - plan.treatment_share:g}/{plan.treatment_share:g}; started by pilot {request.execution_name}.",
+        description=f"Retention offers chosen by the baseline ({baseline.describe()}) or by the model "
+        f"({model_name}), split {1 - plan.treatment_share:g}/{plan.treatment_share:g}; started by pilot "
+        f"{request.execution_name}.",
         model_name=model_name,
         variants=[
-            VariantSpec(name=BASELINE, weight=1 - plan.treatment_share, serves=baseline),
+            VariantSpec(
+                name=BASELINE,
+                weight=1 - plan.treatment_share,
+                serves=DecisionPolicy.RULE if baseline.rule else DecisionPolicy.NO_ACTION,
+                rule=baseline.rule,
+            ),
             VariantSpec(name=MODEL, weight=plan.treatment_share, serves=DecisionPolicy.MODEL),
         ],
         control=BASELINE,
@@ -78,9 +76,7 @@ def start_pilot_experiment(
 
     Idempotent: the id comes from the execution, so a retried step finds the experiment it already created.
     """
-    dataset = request.require(request.pilot.dataset, "dataset")
-    schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
-    create = pilot_experiment_request(request, model_name, schema)
+    create = pilot_experiment_request(request, model_name)
     assert create.experiment_id is not None
     actor = f"pilot:{request.execution_name}"
     stopped_previous = None

@@ -1,41 +1,68 @@
-"""The pilot's MonitorModel step: log the held-out customers' outcomes, run the model monitor on the pilot's own
-traffic, keep its report as an artifact and summarise it into the pilot state."""
+"""The pilot's MonitorModel step: a later window of real customers that no earlier step used (neither training,
+nor the held-out evaluation, nor the campaign) goes through the deployed scoring function; their outcomes are
+logged through POST /outcomes by the prediction id each was served, as the business would once it knows who
+churned; then the scheduled monitor's code judges exactly that window: drift against the training baseline,
+and accuracy and AUC from the outcomes joined to the predictions they judge."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+from mlops.api.contracts import MAX_BATCH_RECORDS
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.clock import utc
 from mlops.core.errors import MonitoringError
 from mlops.data.schema import DataSchema
 from mlops.monitoring.monitor import MonitoringReport
-from mlops.pilot.campaign import read_held_out
+from mlops.pilot.customers import read_held_out, response_predictions
 from mlops.pilot.lambda_api import api_gateway_event
 from mlops.pilot.payloads import MonitoringSummary, StepRequest, run_prefix
 
 OUTCOMES_PER_CALL = 1000
-# The pilot's traffic all falls within the last hour: a one-hour window keeps earlier runs out of its verdict.
-PILOT_WINDOW_HOURS = 1
+
+Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def monitor_pilot(
     request: StepRequest,
     artifacts: ArtifactStore,
-    invoke_outcomes: Callable[[dict[str, Any]], dict[str, Any]],
-    invoke_monitor: Callable[[dict[str, Any]], dict[str, Any]],
+    invoke_scoring: Invoke,
+    invoke_outcomes: Invoke,
+    invoke_monitor: Invoke,
 ) -> MonitoringSummary:
-    """POST the held-out customers' true labels to /outcomes (as the business would, once it knows who churned),
-    then run the scheduled monitor's code over the pilot's traffic: the campaign's requests, not the smoke
-    test's (synthetic traffic is not captured)."""
+    """Score the later window once per customer, log its outcomes by prediction id, and monitor that window."""
     dataset = request.require(request.pilot.dataset, "dataset")
     schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
-    customers = read_held_out(artifacts.get_verified(dataset.test), schema)
-    observed_at = utc().isoformat()
+    customers = read_held_out(artifacts.get_verified(dataset.monitoring_window), schema)
+    window_start = utc()
+    served: list[dict[str, Any]] = []
+    for start in range(0, len(customers.ids), MAX_BATCH_RECORDS):
+        records = [
+            {"customer_id": customer_id, "features": features}
+            for customer_id, features in zip(
+                customers.ids[start : start + MAX_BATCH_RECORDS],
+                customers.features[start : start + MAX_BATCH_RECORDS],
+                strict=True,
+            )
+        ]
+        event = api_gateway_event(
+            "POST", "/predict/batch", {"records": records}, f"{request.execution_name}-window-{start}"
+        )
+        served += response_predictions(_checked(invoke_scoring(event), "POST /predict/batch"))
+    window_end = utc()
+
+    churned = dict(zip(customers.ids, customers.would_churn.tolist(), strict=True))
+    observed_at = window_end.isoformat()
     outcomes = [
-        {"customer_id": customer_id, "churned": bool(churned), "observed_at": observed_at}
-        for customer_id, churned in zip(customers.ids, customers.would_churn, strict=True)
+        {
+            "prediction_id": prediction["prediction_id"],
+            "customer_id": prediction["customer_id"],
+            "churned": bool(churned[prediction["customer_id"]]),
+            "observed_at": observed_at,
+        }
+        for prediction in served
     ]
     for start in range(0, len(outcomes), OUTCOMES_PER_CALL):
         event = api_gateway_event(
@@ -44,17 +71,19 @@ def monitor_pilot(
             {"outcomes": outcomes[start : start + OUTCOMES_PER_CALL]},
             request_id=f"{request.execution_name}-outcomes-{start // OUTCOMES_PER_CALL}",
         )
-        response = invoke_outcomes(event)
-        if response.get("statusCode") != 200:
-            raise MonitoringError(
-                field="outcomes",
-                message=f"POST /outcomes answered {response.get('statusCode')}: {response.get('body')}",
-            )
-    report = MonitoringReport.model_validate(invoke_monitor({"window_hours": PILOT_WINDOW_HOURS}))
+        _checked(invoke_outcomes(event), "POST /outcomes")
+
+    report = MonitoringReport.model_validate(
+        invoke_monitor({"window_start": window_start.isoformat(), "window_end": window_end.isoformat()})
+    )
     drift, accuracy = report.drift, report.accuracy
     verdict = drift is not None and drift.sufficient_data
+    prefix = run_prefix(request.execution_name)
     return MonitoringSummary(
         model_version=report.model_version,
+        window_start=window_start.isoformat(),
+        window_end=window_end.isoformat(),
+        window_customers=len(customers.ids),
         captured_rows=report.captured_rows,
         drift_detected=drift.drift_detected if verdict else None,
         drifted_features=drift.drifted_features if verdict else [],
@@ -63,10 +92,22 @@ def monitor_pilot(
         outcomes_logged=len(outcomes),
         outcomes_matched=accuracy.matched,
         accuracy=accuracy.accuracy,
+        auc=accuracy.auc,
         recall=accuracy.recall,
-        report=artifacts.put(
-            f"{run_prefix(request.execution_name)}/monitoring_report.json",
-            report.model_dump_json(indent=2).encode(),
+        predictions=artifacts.put(
+            f"{prefix}/monitoring_window_predictions.json",
+            json.dumps([{k: p[k] for k in ("prediction_id", "customer_id")} for p in served]).encode(),
             "application/json",
         ),
+        report=artifacts.put(
+            f"{prefix}/monitoring_report.json", report.model_dump_json(indent=2).encode(), "application/json"
+        ),
     )
+
+
+def _checked(response: dict[str, Any], call: str) -> dict[str, Any]:
+    if response.get("statusCode") != 200:
+        raise MonitoringError(
+            field="monitoring", message=f"{call} answered {response.get('statusCode')}: {response.get('body')}"
+        )
+    return response

@@ -15,22 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.core.artifacts import ArtifactRef
 from mlops.experiments.models import ExperimentResults, SampleSizePlan, VariantSpec
 from mlops.feature_store.online import IngestionReport
+from mlops.pilot.use_case import (
+    CampaignAssumptions,
+    CampaignAssumptionsInput,
+    PilotTargetsInput,
+    UseCase,
+)
 from mlops.registry.approval import ApprovalDecision, ApprovalPolicy
 
 RUNS_PREFIX = "runs"
 MODELS_PREFIX = "models"
 PARITY_TOLERANCE = 1e-4
-
-
-class PilotTargets(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    accuracy: float = Field(default=0.87, ge=0, le=1)
-    auc_roc: float = Field(default=0.87, ge=0, le=1)
-    latency_p95_ms: float = Field(default=80.0, gt=0)
-    projected_annual_impact_usd: float = Field(
-        default=500_000.0, description="Least projected yearly net value of the model's offers over the baseline's."
-    )
 
 
 class PilotExperimentInput(BaseModel):
@@ -40,35 +35,16 @@ class PilotExperimentInput(BaseModel):
 
     name: str = Field(default="churn_model_v1_vs_baseline", pattern=r"^[A-Za-z0-9_.\-]{1,80}$")
     treatment_share: float = Field(default=0.5, gt=0, lt=1, description="Share of traffic served by the model.")
-    baseline: Literal["service_calls_rule", "no_action"] = Field(
-        default="service_calls_rule",
-        description="What the control serves: the rule (> 3 customer service calls, needs that column) or nothing.",
+    baseline: Literal["rule", "no_action"] | None = Field(
+        default=None,
+        description="What the control serves: the schema's baseline_rule, or no offers. Default: the rule when "
+        "the schema declares one, else no_action.",
     )
     minimum_detectable_effect: float = Field(
         default=0.02, gt=0, lt=1, description="Absolute change in the retention rate the plan is sized for."
     )
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     power: float = Field(default=0.8, gt=0.5, lt=1)
-
-
-class CampaignAssumptions(BaseModel):
-    """The business assumptions of the simulated retention campaign and of its projected impact."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    customer_base: int = Field(default=100_000, gt=0, description="Customers the impact is projected to.")
-    annual_value_per_customer_usd: float = Field(
-        default=700.0,
-        gt=0,
-        description="Revenue a retained customer brings in a year: about 12 x the data set's mean monthly "
-        "charges ($59.39).",
-    )
-    offer_cost_usd: float = Field(
-        default=50.0, ge=0, description="Cost of one retention offer (incentive and contact), paid for every offer."
-    )
-    offer_acceptance_rate: float = Field(
-        default=0.30, ge=0, le=1, description="Share of customers about to churn whom an offer keeps for a year."
-    )
 
 
 class PilotInput(BaseModel):
@@ -78,9 +54,16 @@ class PilotInput(BaseModel):
 
     data_key: str = Field(min_length=1, description="Key of the CSV data set in the data bucket.")
     schema_key: str = Field(min_length=1, description="Key of its schema JSON in the data bucket.")
-    targets: PilotTargets = Field(default_factory=PilotTargets)
+    targets: PilotTargetsInput = Field(default_factory=PilotTargetsInput)
     seed: int = 42
     test_size: float = Field(default=0.2, gt=0, lt=1)
+    monitoring_size: float = Field(
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="Share of the rows kept apart as the later window the monitoring judges: customers neither "
+        "training nor the held-out evaluation saw.",
+    )
     cv_folds: int = Field(default=5, ge=2, le=10)
     features_as_of: dt.datetime | None = Field(
         default=None,
@@ -91,7 +74,7 @@ class PilotInput(BaseModel):
     smoke_test_calls: int = Field(default=200, ge=1, le=5000)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     experiment_design: PilotExperimentInput = Field(default_factory=PilotExperimentInput)
-    campaign_assumptions: CampaignAssumptions = Field(default_factory=CampaignAssumptions)
+    campaign_assumptions: CampaignAssumptionsInput = Field(default_factory=CampaignAssumptionsInput)
 
 
 class EnvironmentReport(BaseModel):
@@ -105,15 +88,18 @@ class DatasetReport(BaseModel):
     rows: int
     train_rows: int
     test_rows: int
+    monitoring_rows: int = 0
     positive_rate: float
     missing_values: dict[str, int]
     dropped_rows: int
     feature_source: str = Field(
         default="file", description="Where the features came from: the file, or the feature store as of when."
     )
+    use_case: UseCase
     schema_ref: ArtifactRef
     train: ArtifactRef
     test: ArtifactRef
+    monitoring_window: ArtifactRef
 
 
 class TrainingReport(BaseModel):
@@ -128,6 +114,11 @@ class TrainingReport(BaseModel):
     )
     threshold_choice: ArtifactRef | None = Field(
         default=None, description="The ThresholdChoice (mlops.training.threshold), with its curve."
+    )
+    validation_scores: ArtifactRef | None = Field(
+        default=None,
+        description="The out-of-fold scores of the training split: the score baseline the monitoring compares "
+        "served scores with (never traffic it will judge).",
     )
 
 
@@ -199,30 +190,63 @@ class MeasuredImpact(BaseModel):
     `customer_value_usd` (annual value if retained - offer cost if offered) per customer, projected."""
 
     estimate: Literal["cuped", "unadjusted"]
+    net_value_per_customer_usd: float
+    net_value_per_customer_ci_usd: tuple[float | None, float | None]
     projected_annual_impact_usd: float
     projected_annual_impact_ci_usd: tuple[float | None, float | None]
     unadjusted_projected_annual_impact_usd: float
     unadjusted_projected_annual_impact_ci_usd: tuple[float | None, float | None]
 
 
-class BusinessImpact(BaseModel):
-    """The model's offers against the baseline's: revenue protected minus offer cost per customer, model arm -
-    baseline arm, projected to the customer base for a year (with Welch's 95% interval over the customers)."""
+class PrimaryEffect(BaseModel):
+    """The primary metric's effect (model - baseline) that the impact needs: significant at the plan's alpha
+    at the planned size, with the always-valid p-value (running minimum over the looks) beside it."""
 
-    assumptions: CampaignAssumptions
+    metric: str
+    estimate: Literal["cuped", "unadjusted"] = Field(
+        description="CUPED's (the covariate removes variance the assignment did not cause) when it was used."
+    )
+    difference: float | None
+    confidence_interval: tuple[float | None, float | None]
+    p_value: float | None
+    always_valid_p_value: float | None
+    alpha: float
+    units: int
+    planned_units: int
+    significant_at_planned_size: bool
+
+
+class SimulatedTruth(BaseModel):
+    """Simulated: the incremental net value computed from who would have churned and who accepted, which only the
+    simulation knows. A check of the experiment's estimator, never the result."""
+
     incremental_net_value_per_customer_usd: float
     incremental_net_value_per_customer_ci_usd: tuple[float | None, float | None]
     projected_annual_impact_usd: float
     projected_annual_impact_ci_usd: tuple[float | None, float | None]
     projected_revenue_protected_usd: float
     projected_offer_cost_usd: float
+
+
+class BusinessImpact(BaseModel):
+    """The model's offers against the baseline's, as the experiment measured them, projected to the customer
+    base for a year; the criterion reads `projected_annual_impact_usd` (= the measured one)."""
+
+    assumptions: CampaignAssumptions
+    projected_annual_impact_usd: float
+    projected_annual_impact_ci_usd: tuple[float | None, float | None]
     measured_by_experiment: MeasuredImpact
+    primary_effect: PrimaryEffect
+    simulated_truth: SimulatedTruth
     method: str
 
 
 class CampaignReport(BaseModel):
     experiment_id: str
     customers: int
+    held_out_customers: int = Field(description="Real customers of the held-out split.")
+    simulated_customers: int = Field(description="Generated customers (simulated) added to reach the plan's size.")
+    generator: str = Field(description="How the simulated customers and their churn were drawn.")
     acceptance_seed: int
     variants: dict[str, VariantOutcome]
     results: ExperimentResults
@@ -230,9 +254,13 @@ class CampaignReport(BaseModel):
 
 
 class MonitoringSummary(BaseModel):
-    """What the monitor found on the pilot's own traffic; the whole MonitoringReport is the `report` artifact."""
+    """What the monitor found on the later window (real customers no earlier step used); the whole
+    MonitoringReport is the `report` artifact, the window's prediction ids the `predictions` artifact."""
 
     model_version: str | None
+    window_start: str
+    window_end: str
+    window_customers: int
     captured_rows: int
     drift_detected: bool | None = Field(description="None: too few captured rows, or no baseline, for a verdict.")
     drifted_features: list[str]
@@ -241,7 +269,9 @@ class MonitoringSummary(BaseModel):
     outcomes_logged: int
     outcomes_matched: int
     accuracy: float | None
+    auc: float | None
     recall: float | None
+    predictions: ArtifactRef
     report: ArtifactRef
 
 
@@ -250,6 +280,7 @@ class Criterion(BaseModel):
     target: float | bool | str | None
     comparison: str
     passed: bool
+    detail: str | None = Field(default=None, description="Why there is no value: the step was not reached, or failed.")
 
 
 class CriteriaReport(BaseModel):
@@ -280,6 +311,13 @@ class PilotState(PilotInput):
     monitoring_error: dict[str, Any] | None = None
     report: ArtifactRef | None = Field(default=None, description="report.html, once PublishReport wrote it.")
     report_error: dict[str, Any] | None = None
+
+    @property
+    def use_case(self) -> UseCase:
+        """The run's resolved targets, economics and baseline (PrepareData resolves them from the schema)."""
+        if self.dataset is None:
+            raise ValueError("pilot state has no 'dataset' section: the targets are resolved by PrepareData")
+        return self.dataset.use_case
 
 
 class CriteriaRequest(BaseModel):

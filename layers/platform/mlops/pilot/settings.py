@@ -33,8 +33,9 @@ class CampaignSettings(ModelStoreSettings):
 
 
 class PilotMonitoringSettings(ModelStoreSettings):
-    """The pilot's monitoring step: logs outcomes through the outcomes API, then runs the model monitor."""
+    """The pilot's monitoring step: scores a later window, logs its outcomes, then runs the model monitor."""
 
+    scoring_function_name: str = Field(min_length=1)
     monitoring_function_name: str = Field(min_length=1)
     model_monitor_function_name: str = Field(min_length=1)
 

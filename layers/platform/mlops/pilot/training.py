@@ -45,7 +45,7 @@ from mlops.pilot.payloads import (
     TrainingReport,
     run_prefix,
 )
-from mlops.pilot.segments import telecom_segments
+from mlops.pilot.use_case import resolve_use_case
 from mlops.registry.model_card import ModelCard, build_model_card
 from mlops.registry.model_card_markdown import render_markdown
 from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, StatusChange
@@ -55,9 +55,10 @@ from mlops.serving.tree_shap import TreeShapExplainer
 from mlops.training.evaluation import evaluate
 from mlops.training.export import dump_skops, export_onnx, load_skops, max_probability_difference
 from mlops.training.selection import train_and_select
-from mlops.training.threshold import choose_threshold
+from mlops.training.threshold import ThresholdChoice, choose_threshold
 
 SMOKE_TEST_ROWS = 50
+LABEL_TIME = "_label_time"
 
 
 def ingest_features(
@@ -96,29 +97,58 @@ def prepare_data(
     if pilot.features is not None:
         if offline is None:
             raise DataValidationError(field="features", message="features were ingested but no offline store is set")
+        ingested = pilot.features
         group = feature_group_from_schema(
-            schema, name=pilot.features.feature_group, version=pilot.features.group_version
+            schema, name=ingested.feature_group, version=ingested.group_version, **_ttl(ingested.ttl_seconds)
         )
-        frame = training_frame_from_store(frame, schema, group, pilot.features.as_of, offline)
-        feature_source = f"feature store {group.name} v{group.version} as of {pilot.features.as_of.isoformat()}"
+        # Each customer is read at its own label time (the schema's label_time_column, else the snapshot the
+        # file describes), within the group's TTL, as Feast's point-in-time join would.
+        label_time = schema.label_time_column or LABEL_TIME
+        if schema.label_time_column is None:
+            frame[LABEL_TIME] = pd.Timestamp(ingested.as_of)
+        frame = training_frame_from_store(frame, schema, group, None, offline, label_time_column=label_time)
+        frame = frame.drop(columns=[LABEL_TIME], errors="ignore")
+        feature_source = (
+            f"feature store {group.name} v{group.version}, each customer at its label time "
+            f"({'column ' + schema.label_time_column if schema.label_time_column else ingested.as_of.isoformat()})"
+        )
+    try:
+        use_case = resolve_use_case(schema, pilot.targets, pilot.campaign_assumptions, pilot.experiment_design.baseline)
+    except ValueError as error:
+        raise DataValidationError(field="schema", message=str(error)) from error
     frame, dropped = validate_dataset(frame, schema, min_per_class=2 * pilot.cv_folds)
-    train, test = split_dataset(frame, schema, test_size=pilot.test_size, seed=pilot.seed)
+    # Three disjoint parts: training, the held-out evaluation, and a later window of customers that only the
+    # monitoring sees (its outcomes judge the served model on data no earlier step used).
+    rest, test = split_dataset(frame, schema, test_size=pilot.test_size, seed=pilot.seed)
+    window_share = pilot.monitoring_size / (1 - pilot.test_size)
+    train, window = split_dataset(rest, schema, test_size=window_share, seed=pilot.seed)
     prefix = run_prefix(request.execution_name)
     y = labels(frame, schema)
+
+    def csv_artifact(name: str, part: pd.DataFrame) -> ArtifactRef:
+        return artifacts.put(f"{prefix}/{name}.csv", part.to_csv(index=False).encode(), "text/csv")
+
     return DatasetReport(
         data_key=pilot.data_key,
         dataset_sha256=sha256_hex(raw),
         rows=len(frame),
         train_rows=len(train),
         test_rows=len(test),
+        monitoring_rows=len(window),
         positive_rate=round(float(y.mean()), 6),
         missing_values={c: int(n) for c, n in frame[schema.feature_columns].isna().sum().items() if n},
         dropped_rows=dropped,
         feature_source=feature_source,
+        use_case=use_case,
         schema_ref=artifacts.put(f"{prefix}/schema.json", schema_bytes, "application/json"),
-        train=artifacts.put(f"{prefix}/train.csv", train.to_csv(index=False).encode(), "text/csv"),
-        test=artifacts.put(f"{prefix}/test.csv", test.to_csv(index=False).encode(), "text/csv"),
+        train=csv_artifact("train", train),
+        test=csv_artifact("test", test),
+        monitoring_window=csv_artifact("monitoring_window", window),
     )
+
+
+def _ttl(seconds: int | None) -> dict[str, int]:
+    return {} if seconds is None else {"ttl_seconds": seconds}
 
 
 def validate_dataset(frame: pd.DataFrame, schema: DataSchema, min_per_class: int) -> tuple[pd.DataFrame, int]:
@@ -157,13 +187,15 @@ def train(request: StepRequest, artifacts: ArtifactStore) -> TrainingReport:
     result = train_and_select(train_frame, spec, seed=request.pilot.seed, cv_folds=request.pilot.cv_folds)
     elapsed = time.perf_counter() - started
     prefix = run_prefix(request.execution_name)
-    assumptions = request.pilot.campaign_assumptions
+    use_case = request.pilot.use_case
+    assumptions = use_case.campaign
     choice = choose_threshold(
         result.validation_probabilities,
         result.validation_labels,
         value_per_saved_customer_usd=assumptions.annual_value_per_customer_usd * assumptions.offer_acceptance_rate,
         offer_cost_usd=assumptions.offer_cost_usd,
         source=f"out-of-fold predictions of {result.selected} on the training split ({request.pilot.cv_folds}-fold CV)",
+        min_accuracy=use_case.targets.accuracy,
     )
     return TrainingReport(
         selected_algorithm=result.selected,
@@ -172,6 +204,11 @@ def train(request: StepRequest, artifacts: ArtifactStore) -> TrainingReport:
         decision_threshold=choice.threshold,
         threshold_choice=artifacts.put(
             f"{prefix}/threshold_choice.json", choice.model_dump_json().encode(), "application/json"
+        ),
+        validation_scores=artifacts.put(
+            f"{prefix}/validation_scores.json",
+            json.dumps(np.asarray(result.validation_probabilities, dtype=float).round(8).tolist()).encode(),
+            "application/json",
         ),
         model=artifacts.put(f"{prefix}/model.skops", dump_skops(result.pipeline)),
         feature_spec=artifacts.put(
@@ -193,18 +230,31 @@ def evaluate_model(request: StepRequest, artifacts: ArtifactStore) -> Evaluation
     test = _load_split(artifacts, dataset.test, spec.data_schema)
     prepared = prepare_features(frame_to_columns(test, spec.data_schema), spec)
     probabilities = pipeline.predict_proba(prepared_to_frame(prepared))[:, 1]
-    threshold = request.require(request.pilot.training, "training").decision_threshold
-    metrics = evaluate(probabilities, labels(test, spec.data_schema), threshold=threshold)
-    targets = request.pilot.targets
+    training = request.require(request.pilot.training, "training")
+    y_test = labels(test, spec.data_schema)
+    metrics = evaluate(probabilities, y_test, threshold=training.decision_threshold)
+    at_half = evaluate(probabilities, y_test, threshold=0.5)
+    targets = request.pilot.use_case.targets
     failed = [
         f"{name} {value:.4f} < {target}"
         for name, value, target in (
             ("accuracy", metrics.accuracy, targets.accuracy),
             ("auc_roc", metrics.roc_auc, targets.auc_roc),
         )
-        if value < target
+        if value is not None and value < target
     ]
-    return EvaluationReport(metrics=metrics.model_dump(), meets_targets=not failed, failed_targets=failed)
+    if training.threshold_choice is not None:
+        choice = ThresholdChoice.model_validate_json(artifacts.get_verified(training.threshold_choice))
+        if not choice.meets_min_accuracy:
+            failed.insert(
+                0,
+                f"no threshold reaches out-of-fold accuracy {targets.accuracy}: the best is "
+                f"{choice.best_accuracy:.4f} at {choice.best_accuracy_threshold}",
+            )
+    reported = metrics.model_dump() | {
+        "at_threshold_0_5": {k: v for k, v in at_half.model_dump().items() if k not in ("roc_auc", "pr_auc")}
+    }
+    return EvaluationReport(metrics=reported, meets_targets=not failed, failed_targets=failed)
 
 
 def register_model(
@@ -235,12 +285,14 @@ def register_model(
             f"{prefix}/feature_spec.json", spec.model_dump_json(by_alias=True).encode(), "application/json"
         ),
     }
-    # What drift monitoring compares served inputs with: the training rows' features, and the scores the
-    # exported graph gives the held-out rows.
+    # What drift monitoring compares served inputs with: the training rows' features, and the out-of-fold scores of
+    # those rows (never the traffic it will judge: the held-out rows are the campaign's customers).
     served_model = OnnxChurnModel(onnx_bytes, spec)
-    held_out_scores, _ = served_model.score_columns(test_columns)
+    if training.validation_scores is None:
+        raise ValueError("training has no validation_scores: retrain with this version of the pilot")
+    validation_scores = np.asarray(json.loads(artifacts.get_verified(training.validation_scores)), dtype=float)
     train = _load_split(artifacts, dataset.train, spec.data_schema)
-    baseline = build_baseline(frame_to_columns(train, spec.data_schema), held_out_scores, spec.data_schema)
+    baseline = build_baseline(frame_to_columns(train, spec.data_schema), validation_scores, spec.data_schema)
     stored["drift_baseline"] = artifacts.put(
         f"{prefix}/drift_baseline.json", baseline.model_dump_json().encode(), "application/json"
     )
@@ -379,7 +431,6 @@ def model_card(
         schema=spec.data_schema,
         explainability=explainability,
         status_history=status_history,
-        segments=telecom_segments(test, spec.data_schema),
         execution_arn=request.execution_id,
         execution_name=request.execution_name,
         feature_group=features.feature_group if features else None,

@@ -4,8 +4,8 @@ The governance view of a model: what it is for, what it was trained on, how well
 customer segment, what it should not be trusted with, which features drive it, where it came from and who
 approved it. The register step builds it from what it already holds (the held-out probabilities, the test
 split, the explainability summary and the status history), so nothing here re-trains or re-scores. The segments
-come from the caller (:mod:`mlops.registry.segments`); the Markdown rendering is
-:mod:`mlops.registry.model_card_markdown`.
+are the ones the data set's schema declares (:func:`mlops.registry.segments.schema_segments`) unless the caller
+passes its own; the Markdown rendering is :mod:`mlops.registry.model_card_markdown`.
 
 Uses numpy, pandas and scikit-learn: imported only by the pipeline container image, never by the zip layer's
 scoring path.
@@ -25,15 +25,22 @@ from sklearn.metrics import roc_auc_score
 
 from mlops.core.artifacts import ArtifactRef
 from mlops.data.schema import DataSchema
-from mlops.registry.segments import MIN_SEGMENT_ROWS, Segmentation, SegmentFlag, SegmentMetrics, segment_metrics
+from mlops.registry.segments import (
+    MIN_SEGMENT_ROWS,
+    Segmentation,
+    SegmentFlag,
+    SegmentMetrics,
+    schema_segments,
+    segment_metrics,
+)
 from mlops.registry.store import StatusChange
 
-# Fixed limitations of any churn model the pilot trains; the data-dependent ones are added by build_model_card.
+# Fixed limitations of any model the platform trains; the data-dependent ones are added by build_model_card.
 STANDING_LIMITATIONS = (
-    "Trained on one snapshot of one operator's customers; re-validate before use on another population or period.",
+    "Trained on one snapshot of one data set; re-validate before use on another population or period.",
     "Probabilities are not calibrated beyond what the algorithm provides; treat them as a ranking, not as odds.",
     "Unseen categories and missing values are imputed from training statistics, which can hide drift.",
-    "Feature contributions describe the model, not the customer: they are associations, not causes of churn.",
+    "Feature contributions describe the model, not the customer: they are associations, not causes.",
 )
 
 
@@ -46,7 +53,7 @@ class ModelDetails(_Section):
     version: str
     algorithm: str
     created_at: str
-    threshold: float = Field(ge=0, le=1, description="Probability at or above which a customer is predicted to churn.")
+    threshold: float = Field(ge=0, le=1, description="Probability at or above which a row is predicted positive.")
     artifacts: dict[str, ArtifactRef] = Field(description="The version's files, each with the SHA-256 it must have.")
 
 
@@ -63,7 +70,7 @@ class DataSection(_Section):
     rows: int
     train_rows: int
     test_rows: int
-    positive_rate: float = Field(description="Share of positive (churn) rows in the whole data set.")
+    positive_rate: float = Field(description="Share of positive rows in the whole data set.")
     feature_source: str
     id_column: str
     target: str
@@ -156,12 +163,14 @@ def build_model_card(
     `metrics` is the evaluation step's dict (:class:`mlops.training.evaluation.ClassificationMetrics`, where the AUC is
     `roc_auc`; `auc_roc` is accepted too). `probabilities` and `labels` are the held-out rows of `test_frame`,
     scored by the registered model. `segments` are the groupings of those rows the card reports metrics for
-    (:func:`mlops.registry.segments.segment_metrics`); none unless the caller names them.
+    (:func:`mlops.registry.segments.segment_metrics`): by default (None) the ones `schema` declares, or its small
+    categorical columns when it declares none (:func:`mlops.registry.segments.schema_segments`); `{}` for none.
     """
     truth = np.asarray(labels).astype(np.int64).ravel()
     dataset_name = schema.dataset_name or PurePosixPath(data_key).stem
     scores = np.asarray(probabilities, dtype=np.float64).ravel()
-    per_segment = segment_metrics(scores, truth, test_frame, segments or {}, threshold)
+    groupings = schema_segments(test_frame, schema) if segments is None else segments
+    per_segment = segment_metrics(scores, truth, test_frame, groupings, threshold)
     overall = _overall_metrics(metrics, truth, threshold)
     # The AUC the segments were flagged against (the evaluation's, recomputed from the same held-out scores).
     flagged_against = float(roc_auc_score(truth, scores)) if len(np.unique(truth)) == 2 else None

@@ -130,7 +130,7 @@ def _metrics(metrics: OverallMetrics) -> list[str]:
 
 def _segments(segments: Sequence[SegmentMetrics]) -> list[str]:
     if not segments:
-        return ["No segments: the data set has no column to group customers by."]
+        return ["No segments: the schema declares none and the data has no small categorical column to group rows by."]
     header = ("Segment", "Value", "n", "Positives", "Positive rate", "AUC-ROC", "Recall", "Precision", "Accuracy")
     return _table(
         (*header, "Flags"),

@@ -1,12 +1,14 @@
-"""Held-out metrics per customer segment, for the model card (:func:`segment_metrics`).
+"""Held-out metrics per segment of the rows, for the model card (:func:`segment_metrics`).
 
-Which segments a model is judged on is the use case's knowledge: the caller passes them, as one group label per
-held-out row or the name of a column. :func:`small_categorical_segments` is the choice that needs no knowledge of
-the data set.
+Which segments a model is judged on is the data set's knowledge, declared in its schema (``segments`` of
+:class:`mlops.data.schema.DataSchema`): :func:`schema_segments` turns the declaration into one group label per row,
+and falls back to :func:`small_categorical_segments`, the choice that needs no knowledge of the data set, when the
+schema declares none. A caller may still pass its own groupings to :func:`segment_metrics`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -16,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import accuracy_score, precision_score, recall_score, roc_auc_score
 
-from mlops.data.schema import DataSchema
+from mlops.data.schema import DataSchema, SegmentSpec
 
 MIN_SEGMENT_ROWS = 30
 """Segments with fewer held-out rows than this are flagged: their metrics are mostly noise."""
@@ -28,6 +30,9 @@ MAX_GENERIC_SEGMENT_VALUES = 10
 """A categorical column with at most this many distinct values is a segment on data sets we know nothing about."""
 
 MISSING_VALUE = "(missing)"
+
+OTHER_GROUP = "other"
+"""The group of a value that none of a segment's named groups lists."""
 
 type Segmentation = np.ndarray | pd.Series | Sequence[Any] | str
 """One group label per row of the frame (positional, in the frame's row order), or the name of one of its columns."""
@@ -67,6 +72,31 @@ def small_categorical_segments(frame: pd.DataFrame, schema: DataSchema) -> dict[
     for column in schema.categorical:
         if column in frame.columns and frame[column].nunique(dropna=True) <= MAX_GENERIC_SEGMENT_VALUES:
             segments[column] = frame[column].to_numpy(dtype=object)
+    return segments
+
+
+def schema_segments(frame: pd.DataFrame, schema: DataSchema) -> dict[str, np.ndarray]:
+    """The groupings the schema declares (``schema.segments``), one label per row of `frame`, in schema order.
+
+    A segment without groups is labelled by its column's own values; one with groups by the name of the group
+    listing the value, :data:`OTHER_GROUP` when none does. Numbers compare as numbers (``3`` is ``3.0``, and a
+    number in a group matches the text ``"3"``), text stripped and case-insensitively; a missing value stays
+    missing (None). A schema that declares no ``segments`` key gets :func:`small_categorical_segments`; one that
+    declares ``{}`` gets none. Raises ValueError for a segment column absent from `frame` or a value listed in
+    two groups of one segment.
+    """
+    if schema.segments is None:
+        return small_categorical_segments(frame, schema)
+    segments: dict[str, np.ndarray] = {}
+    for name, spec in schema.segments.items():
+        if spec.column not in frame.columns:
+            raise ValueError(f"segment {name!r}: column {spec.column!r} is not in the data")
+        values = frame[spec.column].to_numpy(dtype=object)
+        if spec.groups is None:
+            segments[name] = np.array([_own_label(value) for value in values], dtype=object)
+        else:
+            group_of = _group_lookup(name, spec)
+            segments[name] = np.array([_group_label(value, group_of) for value in values], dtype=object)
     return segments
 
 
@@ -154,3 +184,44 @@ def _segment_keys(values: np.ndarray | pd.Series | Sequence[Any]) -> np.ndarray:
     # Positional, not index-aligned: the caller's arrays follow the frame's row order.
     raw = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
     return np.array([MISSING_VALUE if is_missing(v) else str(v) for v in raw.ravel()], dtype=object)
+
+
+def _own_label(value: object) -> str | None:
+    # A segment's label for a value of its own column: 3 and 3.0 are one segment "3"; " Yes" and "yes" are "yes".
+    if is_missing(value):
+        return None
+    if _is_number(value):
+        number = float(value)  # type: ignore[arg-type]
+        return str(int(number)) if number.is_integer() else str(number)
+    return str(value).strip().lower()
+
+
+def _group_lookup(name: str, spec: SegmentSpec) -> dict[float | str, str]:
+    group_of: dict[float | str, str] = {}
+    for group, members in (spec.groups or {}).items():
+        for member in members:
+            key = _match_key(member)
+            if key in group_of and group_of[key] != group:
+                raise ValueError(f"segment {name!r}: {member!r} is listed in groups {group_of[key]!r} and {group!r}")
+            group_of[key] = group
+    return group_of
+
+
+def _group_label(value: object, group_of: Mapping[float | str, str]) -> str | None:
+    return None if is_missing(value) else group_of.get(_match_key(value), OTHER_GROUP)
+
+
+def _match_key(value: object) -> float | str:
+    # Numbers and numeric text meet as floats (categoricals are read as text: "415" must match a listed 415).
+    if _is_number(value):
+        return float(value)  # type: ignore[arg-type]
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text.lower()
+    return number if math.isfinite(number) else text.lower()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)

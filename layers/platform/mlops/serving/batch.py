@@ -15,7 +15,7 @@ from mlops.core.errors import ArtifactIntegrityError
 from mlops.data.dataset import frame_to_columns, read_dataset
 from mlops.data.feature_spec import FeatureSpec
 from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion
-from mlops.serving.batch_plan import BatchPlan, ChunkPlan, part_key
+from mlops.serving.batch_plan import BatchPlan, ChunkPlan, input_object, part_key
 from mlops.serving.onnx_model import OnnxChurnModel
 from mlops.serving.scoring import LoadedModel, load_model_version
 
@@ -105,8 +105,9 @@ class PlannedModels:
 
 
 def score_chunk(loaded: LoadedModel, s3: Any, plan: BatchPlan, chunk: ChunkPlan) -> int:
-    """Score one planned byte range of the input (with the plan's header) into its part; returns its rows."""
-    body = s3.get_object(Bucket=plan.bucket, Key=plan.input_key, Range=f"bytes={chunk.start_byte}-{chunk.end_byte}")
+    """Score one planned byte range of the input (its planned version, with the plan's header) into its part;
+    returns its rows."""
+    body = s3.get_object(**input_object(plan), Range=f"bytes={chunk.start_byte}-{chunk.end_byte}")
     text = plan.header + "\n" + body["Body"].read().decode("utf-8")
     scored = score_frame(loaded, read_dataset(io.StringIO(text), loaded.spec.data_schema))
     s3.put_object(

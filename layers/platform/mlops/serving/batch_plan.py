@@ -2,18 +2,26 @@
 
 The batch-scoring state machine plans the chunks (`plan_chunks`), scores each in its own Lambda through a
 Step Functions Distributed Map (`mlops.serving.batch.score_chunk`) and joins the scored parts in plan order
-(`join_parts`), so the output equals `make score` on the same file. Only boto3 and pydantic here: planning and
-joining run in small functions; scoring needs pandas and the model.
+(`join_parts`), so the output equals `make score` on the same file. The join then leaves the run's one audit
+record (`join_and_audit`): the SHA-256 of the input and of the output, the rows and the model version. The
+plan pins the input's S3 version, so every chunk and that hash read the same bytes. Only boto3 and pydantic
+here: planning and joining run in small functions; scoring needs pandas and the model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlops.audit.events import batch_scoring_event
+from mlops.audit.trail import AuditTrail
 from mlops.core.errors import DataValidationError, ModelUnavailableError
+from mlops.core.observability import logger
 from mlops.registry.store import ModelRegistry
 
 WORK_PREFIX = "batch-scoring"
@@ -21,6 +29,7 @@ WORK_PREFIX = "batch-scoring"
 
 _PROBE_BYTES = 64 * 1024  # read this far past a cut to find the end of its row
 _MIN_COPY_PART = 5 * 1024 * 1024  # S3's smallest multipart part (all but the last)
+_HASH_READ_BYTES = 8 * 1024 * 1024  # an object is hashed as it streams, this much at a time
 
 
 class BatchScoringRequest(BaseModel):
@@ -43,6 +52,11 @@ class BatchPlan(BaseModel):
     run_id: str
     bucket: str
     input_key: str
+    input_version_id: str | None = Field(
+        default=None,
+        description="The input's S3 version when planned (a versioned bucket): every chunk reads it, and so does "
+        "the audit record's hash, even if the key is overwritten during the run.",
+    )
     output_key: str
     header: str = Field(description="The CSV header row, given to every chunk.")
     model_version: str = Field(description="Every chunk is scored by this version, even if production moves.")
@@ -51,8 +65,34 @@ class BatchPlan(BaseModel):
     chunks: int
 
 
+class BatchScoringResult(BaseModel):
+    """What JoinParts returns (the execution's `result`): what its audit record holds, in short."""
+
+    rows: int
+    output_key: str
+    model_version: str
+    input_sha256: str
+    output_sha256: str
+
+
+class StoredObject(NamedTuple):
+    """An S3 object as the audit record names it."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    """None in a bucket without versions."""
+    sha256: str
+
+
 def part_key(plan: BatchPlan, index: int) -> str:
     return f"{plan.parts_prefix}part-{index:05d}.csv"
+
+
+def input_object(plan: BatchPlan) -> dict[str, str]:
+    """`get_object`'s arguments for the planned input: its planned version when the bucket keeps versions."""
+    version = {"VersionId": plan.input_version_id} if plan.input_version_id else {}
+    return {"Bucket": plan.bucket, "Key": plan.input_key, **version}
 
 
 def plan_chunks(
@@ -60,8 +100,10 @@ def plan_chunks(
 ) -> BatchPlan:
     """Cut the file into chunks of about `chunk_bytes`, each ending at a row boundary (no row holds a newline
     inside quotes: the data sets are plain CSV), and write the manifest the Map reads."""
-    size = s3.head_object(Bucket=bucket, Key=request.input_key)["ContentLength"]
-    first = _read(s3, bucket, request.input_key, 0, min(size, _PROBE_BYTES) - 1)
+    head = s3.head_object(Bucket=bucket, Key=request.input_key)
+    size, version = head["ContentLength"], head.get("VersionId")
+    source = {"Bucket": bucket, "Key": request.input_key, **({"VersionId": version} if version else {})}
+    first = _read(s3, source, 0, min(size, _PROBE_BYTES) - 1)
     if b"\n" not in first:
         raise DataValidationError(field="input_key", message="no header row ending with a newline in the first 64 KiB")
     header_end = first.index(b"\n")
@@ -70,7 +112,7 @@ def plan_chunks(
     while start < size:
         end = min(start + request.chunk_bytes, size) - 1
         if end < size - 1:
-            probe = _read(s3, bucket, request.input_key, end, min(end + _PROBE_BYTES, size) - 1)
+            probe = _read(s3, source, end, min(end + _PROBE_BYTES, size) - 1)
             newline = probe.find(b"\n")
             end = size - 1 if newline < 0 else end + newline
         chunks.append(ChunkPlan(index=len(chunks), start_byte=start, end_byte=end))
@@ -80,6 +122,7 @@ def plan_chunks(
         run_id=run_id,
         bucket=bucket,
         input_key=request.input_key,
+        input_version_id=version,
         output_key=request.output_key,
         header=first[:header_end].decode("utf-8").rstrip("\r"),
         model_version=model_version,
@@ -133,6 +176,57 @@ def join_parts(s3: Any, plan: BatchPlan) -> int:
     return rows
 
 
+def join_and_audit(s3: Any, plan: BatchPlan, audit: AuditTrail, actor: str) -> BatchScoringResult:
+    """JoinParts: join the parts (`join_parts`), then append the run's one audit record (`batch_scoring`
+    event, entity `batch:<run id>`): the model version, the rows, and the input's and the output's bucket,
+    key, S3 version and SHA-256, each object hashed as stored (read once more, both at once, streamed). If the
+    record cannot be appended (or an object cannot be read), the output is deleted and the run fails: no
+    scores without their audit record. `actor`: the execution that ran the plan."""
+    rows = join_parts(s3, plan)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # both objects are read at once
+            reading_input = pool.submit(_stored_object, s3, input_object(plan))
+            reading_output = pool.submit(_stored_object, s3, {"Bucket": plan.bucket, "Key": plan.output_key})
+            source, scores = reading_input.result(), reading_output.result()
+        audit.append(
+            batch_scoring_event(
+                plan.run_id,
+                actor,
+                model_version=plan.model_version,
+                rows=rows,
+                input_object=source._asdict(),
+                output_object=scores._asdict(),
+            )
+        )
+    except Exception:
+        _withdraw_output(s3, plan)
+        raise
+    return BatchScoringResult(
+        rows=rows,
+        output_key=plan.output_key,
+        model_version=plan.model_version,
+        input_sha256=source.sha256,
+        output_sha256=scores.sha256,
+    )
+
+
+def _stored_object(s3: Any, location: dict[str, str]) -> StoredObject:
+    """An object as stored, its SHA-256 computed as it streams (never held in memory whole)."""
+    response = s3.get_object(**location)
+    digest = hashlib.sha256()
+    for block in response["Body"].iter_chunks(chunk_size=_HASH_READ_BYTES):
+        digest.update(block)
+    return StoredObject(location["Bucket"], location["Key"], response.get("VersionId"), digest.hexdigest())
+
+
+def _withdraw_output(s3: Any, plan: BatchPlan) -> None:
+    """Best effort: a failed delete is logged, and the run fails all the same."""
+    try:
+        s3.delete_object(Bucket=plan.bucket, Key=plan.output_key)
+    except (ClientError, BotoCoreError) as error:
+        logger.error("Unaudited batch output not deleted", extra={"run_id": plan.run_id, "error": type(error).__name__})
+
+
 def _copy_in_order(s3: Any, plan: BatchPlan) -> None:
     upload = s3.create_multipart_upload(Bucket=plan.bucket, Key=plan.output_key, ContentType="text/csv")
     try:
@@ -157,5 +251,5 @@ def _copy_in_order(s3: Any, plan: BatchPlan) -> None:
         raise
 
 
-def _read(s3: Any, bucket: str, key: str, first: int, last: int) -> bytes:
-    return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={first}-{last}")["Body"].read()
+def _read(s3: Any, source: dict[str, str], first: int, last: int) -> bytes:
+    return s3.get_object(**source, Range=f"bytes={first}-{last}")["Body"].read()

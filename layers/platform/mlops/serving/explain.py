@@ -2,7 +2,10 @@
 (:mod:`mlops.serving.tree_shap`), each contribution with its source and the top ones as short reasons.
 
 The probability in a response is the one `/predict` serves (the ONNX graph of the same version, computed by the
-same code), so both endpoints agree on every request.
+same code), so both endpoints agree on every request. An explanation answers with a probability and a decision,
+so `ExplanationService` audits it as `/predict` audits a prediction: the records are appended before the answer
+(`explanation` events, `mlops.audit.events.explanation_events`); if that fails after its retries, the request
+fails (503, retryable) and nothing is returned.
 
 Needs shap and scikit-learn: imported by the explain function's container image and the pilot's pipeline
 image, never by the zip scoring function.
@@ -13,12 +16,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from mlops.api.contracts import MAX_REASONS, Explanation, FeatureContribution, OutputSpace, PredictRequest, Reason
+from mlops.api.contracts import (
+    MAX_REASONS,
+    Explanation,
+    FeatureContribution,
+    OutputSpace,
+    Prediction,
+    PredictRequest,
+    Reason,
+)
+from mlops.audit.events import explanation_events
+from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.errors import ArtifactIntegrityError, VersionNotDeployedError
+from mlops.core.observability import MetricUnit, metrics
+from mlops.data.features import PreparedFeatures
 from mlops.feature_store.online import OnlineFeatureLookup
 from mlops.registry.store import ModelVersion
 from mlops.serving.scoring import LoadedModel, ModelProvider, load_model_version, score_and_prepare
@@ -63,6 +79,44 @@ def served_model(provider: ModelProvider[ExplainableModel], requested_version: s
     return model
 
 
+class ServedExplanations(NamedTuple):
+    model_version: str
+    """The version explained: the one production serves."""
+    explanations: list[Explanation]
+
+
+class ExplanationService:
+    """The explain function's explanations: of the served version, audited before they are returned, counted."""
+
+    def __init__(
+        self, models: ModelProvider[ExplainableModel], lookup: OnlineFeatureLookup | None, audit: AuditTrail
+    ) -> None:
+        self._models = models
+        self._lookup = lookup
+        self._audit = audit
+
+    def explain(
+        self,
+        requests: Sequence[PredictRequest],
+        *,
+        caller: str,
+        request_id: str,
+        model_version: str | None = None,
+        top: int | None = None,
+        batch: bool = False,
+    ) -> ServedExplanations:
+        """Explain the requests with the served version (refused, 409, when `model_version` names another one)
+        and audit them; `top` keeps the N largest contributions; `batch`: the requests are a batch body's
+        `records`. `caller` and `request_id` go into the audit records, as for /predict."""
+        model = served_model(self._models, model_version)
+        predictions, prepared, _ = score_and_prepare(requests, model.served, self._lookup, batch=batch)
+        explanations = explain_scored(predictions, prepared, model, top=top)
+        inputs = [p.input_sha256 for p in predictions]
+        self._audit.append_many(explanation_events(explanations, inputs, caller, request_id))
+        metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=len(explanations))
+        return ServedExplanations(model.version.version, explanations)
+
+
 def explain_requests(
     requests: Sequence[PredictRequest],
     model: ExplainableModel,
@@ -74,6 +128,14 @@ def explain_requests(
     """Explain validated API requests in one vectorised pass; ``top`` keeps the N largest contributions.
     Missing features come from the online store as for /predict (``lookup``); ``batch`` as for /predict/batch."""
     predictions, prepared, _ = score_and_prepare(requests, model.served, lookup, batch=batch)
+    return explain_scored(predictions, prepared, model, top=top)
+
+
+def explain_scored(
+    predictions: Sequence[Prediction], prepared: PreparedFeatures, model: ExplainableModel, *, top: int | None = None
+) -> list[Explanation]:
+    """Explain what `score_and_prepare` scored (its predictions and prepared features), one explanation per
+    prediction with the prediction's probability and decision."""
     explainer = model.explainer
     attributions = explainer.attribute(prepared)
     values = explainer.input_values(prepared)

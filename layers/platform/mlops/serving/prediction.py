@@ -4,12 +4,16 @@ audited before it is returned, counted in metrics and sampled for drift monitori
 The duties around a prediction, in order:
 
 1. score the requests (stored features filled in, `score_and_prepare`);
-2. when an experiment splits the model's traffic, give each customer its variant and that variant's decision,
-   logging first exposures (an exposure that cannot be logged fails the request: no variant is served uncounted);
+2. when an experiment splits the model's traffic, give each customer its variant and that variant's decision
+   (the exposures are held back, see 4);
 3. append the predictions to the audit trail: if that fails after its retries, the request fails (503,
-   retryable) and nothing is returned;
-4. emit the prediction metrics;
-5. capture a sample of the inputs for drift monitoring, best effort: a failure is counted (`CaptureFailures`)
+   retryable), nothing is returned and no exposure is logged;
+4. log the first exposures, only now: a unit never counts as exposed to a variant without an audited
+   prediction of it. An exposure that cannot be logged fails the request (503, retryable): no variant is served
+   uncounted. Its audit records stay (the trail is append-only), and the client's retry gets the same variant
+   (assignment is deterministic) and logs the exposure (a unit already exposed is never rewritten);
+5. emit the prediction metrics;
+6. capture a sample of the inputs for drift monitoring, best effort: a failure is counted (`CaptureFailures`)
    and the answer still goes out. Synthetic traffic (the pilot's smoke test) is not captured.
 """
 
@@ -24,9 +28,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mlops.api.contracts import HealthResponse, ModelListResponse, ModelSummary, Prediction, PredictRequest
 from mlops.audit.events import prediction_events
 from mlops.audit.trail import AuditTrail
+from mlops.core.errors import ExperimentUnavailableError
 from mlops.core.observability import MetricUnit, logger, metrics, record_dimensioned
 from mlops.data.features import Columns
-from mlops.experiments.serving import RunningExperimentProvider, serve_experiment, service_calls_of
+from mlops.experiments.serving import RunningExperimentProvider, serve_experiment
+from mlops.experiments.store import ExperimentStore
 from mlops.feature_store.online import OnlineFeatureLookup
 from mlops.monitoring.capture import InferenceCapture, score_bucket
 from mlops.registry.store import ModelRegistry
@@ -68,7 +74,7 @@ class PredictionService:
         synthetic: bool = False,
         batch: bool = False,
     ) -> ServedPredictions:
-        """Score, serve the running experiment, audit, count and capture (see the module's docstring).
+        """Score, serve the running experiment, audit, log exposures, count and capture (module docstring).
 
         `caller` and `request_id` go into the audit records; `synthetic`: the traffic is not captured;
         `batch`: the requests are a batch body's `records` (a refusal names `records[i].…`)."""
@@ -76,12 +82,13 @@ class PredictionService:
         predictions, prepared, columns = score_and_prepare(requests, loaded, self._lookup, batch=batch)
         experiments = self._experiments
         running = experiments.current() if experiments else None
+        exposures: dict[str, str] = {}  # logged only once the predictions are audited (4. in the module's docstring)
         if running is not None and experiments is not None:
-            predictions, exposures = serve_experiment(
-                predictions, service_calls_of(prepared.inputs), running, experiments.store
-            )
-            metrics.add_metric(name="ExperimentExposures", unit=MetricUnit.Count, value=exposures)
+            predictions, exposures = serve_experiment(predictions, prepared.inputs, running)
         self._audit.append_many(prediction_events(predictions, caller, request_id))
+        if running is not None and experiments is not None:
+            first = self._log_exposures(experiments.store, running[0].experiment_id, exposures)
+            metrics.add_metric(name="ExperimentExposures", unit=MetricUnit.Count, value=first)
         _record_predictions(predictions)
         if not synthetic:
             self._capture_inputs(predictions, columns)
@@ -111,6 +118,17 @@ class PredictionService:
             for v in self._registry.list_versions(model_name)
         ]
         return ModelListResponse(model_name=model_name, production_version=serving, models=summaries)
+
+    @staticmethod
+    def _log_exposures(store: ExperimentStore, experiment_id: str, exposures: dict[str, str]) -> int:
+        """Raises `ExperimentUnavailableError` (503, retryable) when the exposures cannot be logged."""
+        try:
+            return store.log_exposures(experiment_id, exposures)
+        except (ClientError, BotoCoreError) as error:
+            logger.error("Exposures not logged; request refused", extra={"error": type(error).__name__})
+            raise ExperimentUnavailableError(
+                field="experiment", message=f"the exposures to experiment {experiment_id} could not be logged"
+            ) from error
 
     def _capture_inputs(self, predictions: list[Prediction], columns: Columns) -> None:
         """Best effort, unlike the audit record: a lost drift sample is counted, the answer still goes out."""

@@ -56,19 +56,26 @@ def experiment_section(campaign: CampaignReport | None) -> str:
         )
     )
     impact = campaign.business_impact
-    measured = impact.measured_by_experiment
+    measured, truth, primary = impact.measured_by_experiment, impact.simulated_truth, impact.primary_effect
+    primary_metric = next(m for m in results.metrics if m.metric == primary.metric)
     parts.append("<h3>Projected annual impact</h3>")
+    parts.append(
+        note(
+            f"{campaign.customers:,} customers: {campaign.held_out_customers:,} held-out and "
+            f"{campaign.simulated_customers:,} simulated ({campaign.generator}). The primary metric "
+            f"({primary.metric}) moved by {format_metric_value(primary_metric, primary.difference, signed=True)}, "
+            f"p = {format_p_value(primary.p_value)} (always-valid p = {format_p_value(primary.always_valid_p_value)}): "
+            f"{'significant' if primary.significant_at_planned_size else 'not significant'} at alpha = "
+            f"{primary.alpha:g} with {primary.units:,} of {primary.planned_units:,} planned units."
+        )
+    )
     parts.append(
         html_table(
             ("Estimate", "Value", f"{confidence:.0%} interval"),
             [
                 _impact_row(
-                    "Projected annual impact (simulation ground truth)",
-                    impact.projected_annual_impact_usd,
-                    impact.projected_annual_impact_ci_usd,
-                ),
-                _impact_row(
-                    f"Measured by the experiment ({'CUPED' if measured.estimate == 'cuped' else 'unadjusted'})",
+                    f"Measured by the experiment ({'CUPED' if measured.estimate == 'cuped' else 'unadjusted'}): "
+                    "the criterion",
                     measured.projected_annual_impact_usd,
                     measured.projected_annual_impact_ci_usd,
                 ),
@@ -78,10 +85,15 @@ def experiment_section(campaign: CampaignReport | None) -> str:
                     measured.unadjusted_projected_annual_impact_ci_usd,
                 ),
                 _impact_row(
-                    "Incremental net value per customer",
-                    impact.incremental_net_value_per_customer_usd,
-                    impact.incremental_net_value_per_customer_ci_usd,
+                    "Measured net value per customer",
+                    measured.net_value_per_customer_usd,
+                    measured.net_value_per_customer_ci_usd,
                     cents=True,
+                ),
+                _impact_row(
+                    "Simulated ground truth (who was saved; a check of the estimate)",
+                    truth.projected_annual_impact_usd,
+                    truth.projected_annual_impact_ci_usd,
                 ),
             ],
         )

@@ -1,5 +1,6 @@
-"""Pilot step RunRetentionCampaign: the held-out customers through the experiment, their simulated outcomes, and
-the experiment's results and business impact.
+"""Pilot step RunRetentionCampaign: as many customers as the experiment's plan asks through it (held-out ones, then
+customers generated from the training split: pandas and scikit-learn, hence the pipeline image), their simulated
+outcomes, and the experiment's results and business impact.
 
 A failure here leaves the validated model serving: the state machine catches it (`$.experiment_error`) and the
 final criteria step reports the criteria it affects as failed.
