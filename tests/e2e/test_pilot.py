@@ -529,7 +529,7 @@ def test_a_failing_ab_test_fails_the_pilot_but_keeps_the_validated_model_serving
     def unreadable(*args: Any) -> Any:
         raise RuntimeError("injected: test split unreadable")
 
-    monkeypatch.setattr("mlops.pilot.campaign.read_held_out", unreadable)
+    monkeypatch.setattr("mlops.pilot.campaign.read_customers", unreadable)
     result = start_pilot(platform)
 
     # Then the pilot fails on ab_testing_ready after the new model passed its own criteria ...

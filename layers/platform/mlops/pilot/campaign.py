@@ -39,7 +39,7 @@ from mlops.experiments.models import ExperimentResults
 from mlops.experiments.service import experiment_results
 from mlops.experiments.statistics import compare_means
 from mlops.experiments.store import ExperimentStore
-from mlops.pilot.customers import HeldOutCustomers, read_held_out, response_predictions
+from mlops.pilot.customers import Customers, read_customers, response_predictions
 from mlops.pilot.experiment import BASELINE, CHURN_RISK, CUSTOMER_VALUE, MODEL, OFFERED, RETAINED
 from mlops.pilot.lambda_api import api_gateway_event
 from mlops.pilot.payloads import (
@@ -57,11 +57,11 @@ from mlops.pilot.synthetic import CustomerGenerator
 GENERATED_ID_PREFIX = "SIM-"
 
 
-def generated_customers(training_csv: bytes, schema: DataSchema, rows: int, seed: int) -> HeldOutCustomers:
+def generated_customers(training_csv: bytes, schema: DataSchema, rows: int, seed: int) -> Customers:
     """`rows` customers from a generator fitted on the training split only; whether each would churn is drawn
     from the generator's outcome model (seeded)."""
     if rows <= 0:
-        return HeldOutCustomers([], [], np.zeros(0, bool), np.zeros(0, bool))
+        return Customers([], [], np.zeros(0, bool), np.zeros(0, bool))
     training = read_dataset(io.BytesIO(training_csv), schema, require_target=True)
     generator = CustomerGenerator.fit(training, schema, seed=seed)
     rng = np.random.default_rng(seed)
@@ -78,7 +78,7 @@ def generated_customers(training_csv: bytes, schema: DataSchema, rows: int, seed
         for name, value in zip(schema.categorical, categorical[index], strict=True):
             record[name] = None if value is None or value != value or value == "" else str(value)
         features.append(record)
-    return HeldOutCustomers(
+    return Customers(
         ids=[str(v) for v in frame[schema.id_column]],
         features=features,
         would_churn=would_churn,
@@ -86,8 +86,8 @@ def generated_customers(training_csv: bytes, schema: DataSchema, rows: int, seed
     )
 
 
-def combined(first: HeldOutCustomers, second: HeldOutCustomers) -> HeldOutCustomers:
-    return HeldOutCustomers(
+def combined(first: Customers, second: Customers) -> Customers:
+    return Customers(
         ids=first.ids + second.ids,
         features=first.features + second.features,
         would_churn=np.concatenate([first.would_churn, second.would_churn]),
@@ -96,7 +96,7 @@ def combined(first: HeldOutCustomers, second: HeldOutCustomers) -> HeldOutCustom
 
 
 def score_through_experiment(
-    customers: HeldOutCustomers,
+    customers: Customers,
     invoke_scoring: Callable[[dict[str, Any]], dict[str, Any]],
     experiment_id: str,
     request_prefix: str,
@@ -279,7 +279,7 @@ def run_retention_campaign(
     started = request.require(pilot.experiment, "experiment")
     schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
     assumptions = pilot.use_case.campaign
-    held_out = read_held_out(artifacts.get_verified(dataset.test), schema)
+    held_out = read_customers(artifacts.get_verified(dataset.test), schema)
     planned = started.plan.total_units
     generated = generated_customers(
         artifacts.get_verified(dataset.train), schema, planned - len(held_out.ids), pilot.seed

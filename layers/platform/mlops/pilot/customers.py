@@ -15,14 +15,16 @@ from mlops.data.schema import DataSchema
 
 
 @dataclass(frozen=True)
-class HeldOutCustomers:
+class Customers:
+    """Customers to send to /predict, and whether each would churn (its label, or the simulation's draw)."""
+
     ids: list[str]
     features: list[dict[str, float | str | None]]
     would_churn: np.ndarray
     simulated: np.ndarray  # True for a generated customer
 
 
-def read_held_out(csv_bytes: bytes, schema: DataSchema) -> HeldOutCustomers:
+def read_customers(csv_bytes: bytes, schema: DataSchema) -> Customers:
     """A split written by pandas, read with the csv module: empty cells are missing values."""
     ids, features, labels = [], [], []
     for row in csv.DictReader(io.StringIO(csv_bytes.decode())):
@@ -34,9 +36,7 @@ def read_held_out(csv_bytes: bytes, schema: DataSchema) -> HeldOutCustomers:
             record[name] = row[name] if row.get(name) not in (None, "") else None
         features.append(record)
         labels.append(row[schema.target] == schema.positive_label)
-    return HeldOutCustomers(
-        ids=ids, features=features, would_churn=np.array(labels, bool), simulated=np.zeros(len(ids), bool)
-    )
+    return Customers(ids=ids, features=features, would_churn=np.array(labels, bool), simulated=np.zeros(len(ids), bool))
 
 
 def response_predictions(response: dict[str, Any]) -> list[dict[str, Any]]:

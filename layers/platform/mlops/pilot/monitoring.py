@@ -16,7 +16,7 @@ from mlops.core.clock import utc
 from mlops.core.errors import MonitoringError
 from mlops.data.schema import DataSchema
 from mlops.monitoring.monitor import MonitoringReport
-from mlops.pilot.customers import read_held_out, response_predictions
+from mlops.pilot.customers import read_customers, response_predictions
 from mlops.pilot.lambda_api import api_gateway_event
 from mlops.pilot.payloads import MonitoringSummary, StepRequest, run_prefix
 
@@ -35,7 +35,7 @@ def monitor_pilot(
     """Score the later window once per customer, log its outcomes by prediction id, and monitor that window."""
     dataset = request.require(request.pilot.dataset, "dataset")
     schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
-    customers = read_held_out(artifacts.get_verified(dataset.monitoring_window), schema)
+    customers = read_customers(artifacts.get_verified(dataset.monitoring_window), schema)
     window_start = utc()
     served: list[dict[str, Any]] = []
     for start in range(0, len(customers.ids), MAX_BATCH_RECORDS):
