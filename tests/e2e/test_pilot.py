@@ -499,7 +499,9 @@ def test_the_success_criteria_step_event_passes_and_a_slow_endpoint_fails_it(pla
     event = load_event("pilot_step_validate_success_criteria")
     assert platform.runtime.invoke("ValidateCriteriaFunction", event)["all_passed"] is True
     # When the smoke test had measured a p95 above the target
-    event["pilot"]["smoke_test"]["latency_ms"]["p95"] = event["pilot"]["targets"]["latency_p95_ms"] + 1
+    event["pilot"]["smoke_test"]["latency_ms"]["p95"] = (
+        event["pilot"]["dataset"]["use_case"]["targets"]["latency_p95_ms"] + 1
+    )
     report = platform.runtime.invoke("ValidateCriteriaFunction", event)
     assert report["all_passed"] is False
     assert report["failed"] == ["latency_p95_ms"]

@@ -388,9 +388,9 @@ def test_experiment_exposure_writes_throttled(
     throttled = scenario.faults.add(
         Fault(
             "dynamodb",
-            "PutItem",
+            "BatchWriteItem",
             on_table(experiments_table),
-            client_error("ProvisionedThroughputExceededException", 400, "PutItem"),
+            client_error("ProvisionedThroughputExceededException", 400, "BatchWriteItem"),
         )
     )
     before = count_records(platform)
@@ -399,27 +399,30 @@ def test_experiment_exposure_writes_throttled(
     # When the exposure of a new customer cannot be written, whatever the retries
     refused = scenario.post("/predict", customer)
 
-    # Then it was retried with backoff, and the request refused (retryable) rather than served without exposure
+    # Then it was retried with backoff, and the request refused (retryable) rather than served without exposure;
+    # the exposure is written only after the prediction's audit record, which stays (the trail is append-only)
     assert_unavailable(refused, "experiment_unavailable")
     assert throttled.calls == throttled.injected == 5
     assert delays == [0.04, 0.08, 0.16, 0.32]
-    scenario.check_records(before)
+    scenario.check_records(before.plus({"prediction": 1}))
 
     # And when the client retries after a throttle that clears within the retries, the exposure is logged once
     throttled.active = False
-    transient = scenario.faults.add(Fault("dynamodb", "PutItem", on_table(experiments_table), throttled.error, times=2))
+    transient = scenario.faults.add(
+        Fault("dynamodb", "BatchWriteItem", on_table(experiments_table), throttled.error, times=2)
+    )
     served = scenario.post("/predict", customer).get_json()
     assert (served["experiment_id"], transient.calls) == (experiment_id, 3)
     assert experiments_of(platform).exposure(experiment_id, customer["customer_id"]) == served["variant"]
-    scenario.check_records(before.plus({"prediction": 1}, exposures=1))
+    scenario.check_records(before.plus({"prediction": 2}, exposures=1))
 
     # And an exposure write whose answer is lost (applied, then a 500) is not duplicated by its retry
     lost_answer = scenario.faults.add(
         Fault(
             "dynamodb",
-            "PutItem",
+            "BatchWriteItem",
             on_table(experiments_table),
-            client_error("InternalServerError", 500, "PutItem"),
+            client_error("InternalServerError", 500, "BatchWriteItem"),
             times=1,
             after_call=True,
         )
@@ -429,7 +432,7 @@ def test_experiment_exposure_writes_throttled(
     assert served_other["experiment_id"] == experiment_id
     assert (lost_answer.calls, lost_answer.injected) == (2, 1)
     assert experiments_of(platform).exposure(experiment_id, other["customer_id"]) == served_other["variant"]
-    scenario.check_records(before.plus({"prediction": 2}, exposures=2))
+    scenario.check_records(before.plus({"prediction": 3}, exposures=2))
 
 
 # ------------------------------------------------------------------------------ 3. corrupted model artifact
