@@ -71,10 +71,23 @@ def test_make_score_on_accounts_it_never_saw_reaches_the_auc_its_held_out_split_
     unseen.drop(columns=["Churn"]).to_csv(unseen_csv, index=False)
     # When `make score` scores them with the pilot's model directory
     cmd_score(argparse.Namespace(model_dir=telco["output_dir"] / "model", input=unseen_csv, output=scores_csv))
-    # Then the AUC on them is the held-out split's, within 0.02
+    # Then the AUC on them is the held-out split's, within 0.02 or, where the held-out estimate is itself less
+    # precise than that, within its 95% margin (Hanley and McNeil's standard error of an AUC)
     scores = pd.read_csv(scores_csv)
     labels = (unseen["Churn"] == "Yes").to_numpy()
     assert len(scores) == UNSEEN_ROWS
     unseen_auc = roc_auc_score(labels, scores["churn_probability"].to_numpy(dtype=np.float64))
-    promised = telco["results"]["metrics"]["roc_auc"]
-    assert abs(unseen_auc - promised) <= 0.02, (unseen_auc, promised)
+    metrics = telco["results"]["metrics"]
+    promised = metrics["roc_auc"]
+    positives = round(metrics["n_samples"] * metrics["positive_rate"])
+    margin = max(0.02, 1.96 * hanley_mcneil_se(promised, positives, metrics["n_samples"] - positives))
+    assert abs(unseen_auc - promised) <= margin, (unseen_auc, promised, margin)
+
+
+def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of an AUC measured on `positives` and `negatives` rows (Hanley & McNeil, 1982)."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
+    return float(np.sqrt(variance))
