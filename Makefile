@@ -79,7 +79,7 @@ format: $(INSTALLED)  ## ruff format and ruff check --fix
 build: $(INSTALLED) $(SAM)  ## sam build of the zip functions and the layer, with their unzipped sizes
 	PATH="$(dir $(PY313)):$$PATH" $(RUN) -m local_cloud.sam_build --sam $(SAM)
 
-sam-local-check: $(INSTALLED) $(SAM)  ## sam local invoke of the scoring function with events/, in Docker (installs docker.io + debootstrap, starts and stops its own dockerd)
+sam-local-check: $(INSTALLED) $(SAM)  ## both images and the scoring zip built, every image handler and the scoring function run by sam local invoke in Docker, answers checked (installs docker.io + debootstrap, starts/stops its own dockerd)
 	PATH="$(dir $(PY313)):$$PATH" .ci/sam_local/run.sh $(PY) $(SAM)
 
 clean:  ## remove .aws-sam, out and the pytest cache

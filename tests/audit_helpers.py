@@ -55,7 +55,7 @@ class TickingClock:
 
 @contextmanager
 def mocked_audit_aws() -> Iterator[dict[str, Any]]:
-    """The audit table (as a template declares it) and the digest bucket, on moto."""
+    """The audit table (as a template declares it), the digest bucket and the audit queue, on moto."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
@@ -68,7 +68,9 @@ def mocked_audit_aws() -> Iterator[dict[str, Any]]:
         )
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        yield {"dynamodb": dynamodb, "s3": s3}
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="audit-queue")["QueueUrl"]
+        yield {"dynamodb": dynamodb, "s3": s3, "sqs": sqs, "queue_url": queue_url}
 
 
 def event(
@@ -149,7 +151,7 @@ def throttled(operation: str = "PutItem") -> ClientError:
 
 
 class FailingPuts:
-    """The real client, except that puts of records fail according to `plan` (one entry per call):
+    """The real client, except that appends of records (transactions) fail according to `plan` (one entry per call):
     `throttle` (rejected), `timeout` (not applied, response lost), `lose-response` (applied, response lost)."""
 
     def __init__(self, client: Any, plan: Callable[[int], str]) -> None:
@@ -160,16 +162,14 @@ class FailingPuts:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def put_item(self, **kwargs: Any) -> Any:
-        if not kwargs["Item"]["sk"]["S"].startswith("SEQ#"):
-            return self._client.put_item(**kwargs)
+    def transact_write_items(self, **kwargs: Any) -> Any:
         self.calls += 1
         action = self._plan(self.calls)
         if action == "throttle":
-            raise throttled()
+            raise throttled("TransactWriteItems")
         if action == "timeout":
             raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
-        response = self._client.put_item(**kwargs)
+        response = self._client.transact_write_items(**kwargs)
         if action == "lose-response":
             raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
         return response

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make sam-local-check`: `sam local invoke` of the scoring function in a real Lambda-shaped container.
+# `make sam-local-check`: the container images (pipeline, explain) and the scoring zip function built as `sam build`
+# builds them, and `sam local invoke` of every image handler and of the scoring function in Lambda-shaped containers.
 #   1. installs Debian's docker.io and debootstrap if missing (apt-get, with sudo when not root);
 #   2. starts a Docker daemon if none answers, and stops that one (by its PID) on exit, failure included;
 #      a daemon that was already running (a developer's) is left alone;
 #   3. makes the Lambda Python 3.13 base image available (base_image.sh: cached, pulled, or an offline stand-in);
-#   4. check.py: sam build, a pilot on moto for a real model, then the events and their checked answers.
+#   4. check.py: docker build of the images, sam build, a pilot on moto for a real model, then the events and
+#      their checked answers, the image sizes and each container's cold start.
 # Usage: run.sh PYTHON SAM   (the project's venv Python and the SAM CLI, as the Makefile installs them)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.api.rest import create_rest_app, resolve_json_api
+from mlops.api.rest import create_rest_app, operator_identity, resolve_json_api
 from mlops.audit.queries import AuditPage, query_audit
 from mlops.audit.verification import AuditVerification, verify_chains
 from mlops.core.observability import MetricUnit, instrumented_handler, metrics
@@ -27,6 +27,7 @@ def list_audit_records(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     page_token: Annotated[str | None, Query(description="next_page_token of the previous page.")] = None,
 ) -> AuditPage:
+    operator_identity(app)  # operators only (the trail names customers and callers), even though nothing is recorded
     return query_audit(
         wiring.settings.audit_table,
         wiring.dynamodb,
@@ -42,6 +43,7 @@ def list_audit_records(
 @app.get("/audit/verify")
 def verify() -> AuditVerification:
     """Walk every chain and check it against its digests; reports the first broken link."""
+    operator_identity(app)
     settings = wiring.settings
     result = verify_chains(settings.audit_table, wiring.dynamodb, wiring.s3, settings.audit_bucket)
     metrics.add_metric(name="AuditChainBroken", unit=MetricUnit.Count, value=int(not result.valid))

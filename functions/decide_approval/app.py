@@ -19,8 +19,6 @@ wiring = Wiring(AuditedModelStoreSettings)
 @instrumented_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = StepRequest.model_validate(event)
-    decision = decide_pilot_approval(
-        request, wiring.registry, wiring.audit_trail("approval"), wiring.settings.model_name
-    )
+    decision = decide_pilot_approval(request, wiring.registry, wiring.audit_log, wiring.settings.model_name)
     logger.info("Approval decided", extra={"approved": decision.approved, "reasons": decision.reasons})
     return decision.model_dump(mode="json")

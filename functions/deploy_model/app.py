@@ -19,7 +19,7 @@ wiring = Wiring(AuditedModelStoreSettings)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = wiring.settings
     request = DeployRequest.model_validate(event)
-    report = deploy_or_roll_back(request, wiring.registry, wiring.audit_trail("deploy"), settings.model_name)
+    report = deploy_or_roll_back(request, wiring.registry, wiring.audit_log, settings.model_name)
     metrics.add_metric(
         name="Rollbacks" if report.action == "rollback" else "Deployments",
         unit=MetricUnit.Count,

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.api.rest import caller_identity, create_rest_app, resolve_json_api
+from mlops.api.rest import create_rest_app, operator_identity, resolve_json_api
 from mlops.core.observability import instrumented_handler
 from mlops.core.settings import AuditedExperimentsSettings
 from mlops.experiments.models import (
@@ -33,7 +33,7 @@ wiring = Wiring(AuditedExperimentsSettings)
 
 @app.post("/experiments", status_code=201)  # documented as 201, not Powertools' default 200
 def create_experiment(request: ExperimentCreate) -> Experiment:
-    return _service().create(request, actor=caller_identity(app))
+    return _service().create(request, actor=operator_identity(app))
 
 
 @app.get("/experiments/<experiment_id>")
@@ -58,8 +58,9 @@ def results(experiment_id: str) -> ExperimentResults:
 
 @app.post("/experiments/<experiment_id>/stop")
 def stop(experiment_id: str, request: StopRequest | None = None) -> Experiment:
+    operator = operator_identity(app)
     reason = request.reason if request else None
-    return _service().stop(experiment_id, reason, actor=caller_identity(app))
+    return _service().stop(experiment_id, reason, actor=operator)
 
 
 def _service() -> ExperimentService:

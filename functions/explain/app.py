@@ -1,11 +1,12 @@
 """Explanation API: POST /explain and POST /explain/batch (TreeSHAP of the version /predict serves).
 
-Every explanation is written to the audit trail (AUDIT_TABLE) before it is returned, with the caller and the
-request id, as /predict does (`mlops.serving.explain.ExplanationService`); no audit record, no answer (503).
+Every explanation is queued to the audit trail (AUDIT_QUEUE_URL, `mlops.audit.queue`) before it is returned,
+with the caller and the request id, as /predict does (`mlops.serving.explain.ExplanationService`); no audit
+record, no answer (503).
 
 Packaging: a container-image function (functions/explain/Dockerfile), not a zip on the layers. Exact TreeSHAP
 needs shap and the scikit-learn model (skops); shap requires numba and llvmlite (about 200 MB installed here),
-and with scikit-learn, scipy, pandas, numpy and onnxruntime the whole is about 600 MB, far over Lambda's 250 MB
+and with scikit-learn, scipy, pandas, numpy and onnxruntime the whole is about 700 MB, far over Lambda's 250 MB
 unzipped limit for a zip function and its layers, while an image may hold 10 GB. A function of its own also
 keeps the scoring path small and fast.
 

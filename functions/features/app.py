@@ -13,7 +13,7 @@ from mlops.api.contracts import (
     FeatureDeletionResponse,
     FeatureRecordResponse,
 )
-from mlops.api.rest import caller_identity, checked_entity_id, create_rest_app, resolve_json_api
+from mlops.api.rest import checked_entity_id, create_rest_app, operator_identity, resolve_json_api
 from mlops.core.observability import instrumented_handler
 from mlops.core.settings import FeaturesApiSettings
 from mlops.wiring import Wiring
@@ -40,8 +40,9 @@ def get_features_batch(request: BatchFeatureRequest) -> BatchFeatureResponse:
 
 @app.delete("/features/<customer_id>")
 def delete_features(customer_id: str) -> FeatureDeletionResponse:
+    operator = operator_identity(app)
     customer_id = checked_entity_id(customer_id, "customer_id")
-    return wiring.feature_service.delete(customer_id, actor=caller_identity(app))
+    return wiring.feature_service.delete(customer_id, actor=operator)
 
 
 def _resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

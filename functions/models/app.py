@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlops.api.rest import caller_identity, checked_entity_id, create_rest_app, resolve_json_api
+from mlops.api.rest import checked_entity_id, create_rest_app, operator_identity, resolve_json_api
 from mlops.core.observability import instrumented_handler
 from mlops.core.settings import AuditedModelStoreSettings
 from mlops.registry.approval import DecisionRequest, record_decision
@@ -40,25 +40,27 @@ def reject(version: str, request: DecisionRequest | None = None) -> ModelVersion
 
 @app.post("/models/<version>/rollback")
 def rollback(version: str, request: DecisionRequest | None = None) -> ProductionAlias:
+    operator = operator_identity(app)  # first: an unsigned request learns nothing, not even a version's validity
     reason = (request.reason if request else None) or "rolled back by request"
-    deployments = DeploymentService(wiring.registry, wiring.audit_trail("approval"))
+    deployments = DeploymentService(wiring.registry, wiring.audit_log)
     return deployments.roll_back(
         wiring.settings.model_name,
         checked_entity_id(version, "version"),
-        by=caller_identity(app),
+        by=operator,
         reason=reason,
     )
 
 
 def _decide(version: str, *, approved: bool, reason: str) -> ModelVersion:
+    operator = operator_identity(app)
     return record_decision(
         wiring.registry,
-        wiring.audit_trail("approval"),
+        wiring.audit_log,
         wiring.client("stepfunctions"),
         wiring.settings.model_name,
         checked_entity_id(version, "version"),
         approved=approved,
-        by=caller_identity(app),
+        by=operator,
         reason=reason,
     )
 

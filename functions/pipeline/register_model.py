@@ -21,7 +21,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = wiring.settings
     request = StepRequest.model_validate(event)
     report = pilot_training.register_model(
-        request, wiring.artifacts, wiring.registry, wiring.audit_trail("register"), settings.model_name
+        request, wiring.artifacts, wiring.registry, wiring.audit_log, settings.model_name
     )
     logger.info("Model registered", extra={"model_version": report.model_version})
     return report.model_dump(mode="json")

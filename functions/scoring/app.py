@@ -2,7 +2,7 @@
 
 A request may send only a customer id: its features come from the online feature store (FEATURE_STORE_TABLE),
 and features it does send override the stored ones; each prediction says where every input came from. Every
-prediction is written to the audit trail (AUDIT_TABLE) before it is returned.
+prediction is queued to the audit trail (AUDIT_QUEUE_URL, `mlops.audit.queue`) before it is returned.
 
 When an experiment splits the model's traffic (its running experiment in EXPERIMENTS_TABLE), each customer
 gets a variant and that variant's decision, and the first assignment is logged as an exposure.

@@ -24,7 +24,7 @@ wiring = Wiring(PilotExperimentSettings)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = wiring.settings
     request = StepRequest.model_validate(event)
-    experiments = ExperimentService(wiring.experiment_store, wiring.audit_trail("pilot-experiment"))
+    experiments = ExperimentService(wiring.experiment_store, wiring.audit_log)
     report = start_pilot_experiment(request, wiring.artifacts, experiments, settings.model_name)
     logger.info("Experiment started", extra=report.model_dump(include={"experiment_id", "stopped_previous"}))
     return report.model_dump(mode="json")

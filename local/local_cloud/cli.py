@@ -24,9 +24,9 @@ sys.path.insert(0, str(PROJECT_ROOT / "layers" / "platform"))  # the layer, as L
 
 from pydantic import ValidationError  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
-from werkzeug.test import Client  # noqa: E402
 
 from local_cloud.platform import ExecutionResult, LocalPlatform, StateEvent  # noqa: E402
+from local_cloud.principals import SigningClient, write_credentials_file  # noqa: E402
 from mlops.data.schema import DataSchema  # noqa: E402
 from mlops.pilot.criteria import evaluate_success_criteria  # noqa: E402
 from mlops.pilot.payloads import PilotExperimentInput, PilotInput, PilotState  # noqa: E402
@@ -210,9 +210,14 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
     if getattr(args, "manual_approval", False):
         _serve_in_background(platform, args.port)
         key = ' -H "x-api-key: $LOCAL_API_KEY"' if os.environ.get("LOCAL_API_KEY") else ""
+        credentials = write_operator_credentials(platform, args.output_dir)
+        region = platform.stack.region
         print(
-            f"Manual approval: the pilot waits at WaitForApproval. Decide with\n"
-            f"  curl{key} -X POST localhost:{args.port}/models/<version>/approve   (or /reject)\n"
+            f"Manual approval: the pilot waits at WaitForApproval. Decide as the local operator (SigV4), whose "
+            f"credentials are in {credentials}:\n"
+            f"  set -a; . {credentials}; set +a\n"
+            f'  curl --aws-sigv4 "aws:amz:{region}:execute-api" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" '
+            f"-X POST localhost:{args.port}/models/<version>/approve   (or /reject)\n"
             f"  (<version>: curl{key} -s localhost:{args.port}/models)",
             file=console,
             flush=True,
@@ -244,13 +249,20 @@ def run_pilot(platform: LocalPlatform, args: argparse.Namespace, console: TextIO
 
 
 _BACKGROUND_SERVERS: dict[int, threading.Thread] = {}
+OPERATOR_CREDENTIALS_FILE = "operator-credentials.env"
+
+
+def write_operator_credentials(platform: LocalPlatform, output_dir: Path) -> Path:
+    """The local operator's credentials in OUTPUT_DIR/operator-credentials.env (0600; printed as a path only)."""
+    return write_credentials_file(platform.operator, output_dir / OPERATOR_CREDENTIALS_FILE, platform.stack.region)
 
 
 def _serve_in_background(platform: LocalPlatform, port: int) -> None:
     """The API, served while the pilot waits for a human decision (`make serve` then keeps this server)."""
     from local_cloud.api_server import ApiGatewayApp
 
-    app = ApiGatewayApp.from_environment(platform.stack, platform.runtime)  # the key `make serve` enforces, if any
+    # The key `make serve` enforces, if any; signatures of the local principals on the operator routes, always.
+    app = ApiGatewayApp.from_environment(platform.stack, platform.runtime, platform.principals)
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
     thread.start()
@@ -415,7 +427,7 @@ def audit_summary(platform: LocalPlatform, since: datetime) -> dict[str, Any]:
     """The run's audit trail through the API: a digest is written (as the hourly job would), every chain is
     verified against it, and the state-changing events since the run started are listed in order."""
     platform.runtime.invoke("AuditDigestFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
-    api = Client(platform.api_app())
+    api = SigningClient(platform.api_app(), platform.operator, platform.stack.region)  # GET /audit is AWS_IAM
     verification = api.get("/audit/verify").get_json()
     records: list[dict[str, Any]] = []
     query: dict[str, Any] = {"since": since.isoformat(), "limit": 1000}
@@ -438,7 +450,7 @@ def audit_summary(platform: LocalPlatform, since: datetime) -> dict[str, Any]:
         "state_changes": [
             {"event_type": e["event_type"], "entity": e["entity"], "actor": e["actor"], "occurred_at": e["occurred_at"]}
             for e in events
-            if e["event_type"] != "prediction"
+            if e["event_type"] not in ("prediction", "audit_digest")  # the trail's own bookkeeping
         ],
     }
 
@@ -638,12 +650,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from local_cloud.api_server import ApiGatewayApp, serve
 
     with LocalPlatform(PROJECT_ROOT, parameter_overrides=LOCAL_PARAMETERS) as platform, functions_log(args) as console:
+        credentials = write_operator_credentials(platform, args.output_dir)  # the operator routes need them
         if not args.skip_pilot and run_pilot(platform, args, console)["status"] != "SUCCEEDED":
             print("The pilot failed; serving anyway (the API answers 503 until a model is deployed).", file=console)
-        # Keys are enforced only with LOCAL_API_KEY set (sam local start-api never enforces them): say which.
-        app = ApiGatewayApp.from_environment(platform.stack, platform.runtime)
-        print(f"Serving the template's API on http://{args.host}:{args.port} (Ctrl-C stops)", file=console, flush=True)
-        print(app.api_key_summary(), file=console, flush=True)
+        # Keys are enforced only with LOCAL_API_KEY set (sam local start-api never enforces them): say which; and
+        # how to sign the operator routes (always enforced), with the credentials written above.
+        app = ApiGatewayApp.from_environment(platform.stack, platform.runtime, platform.principals)
+        base_url = f"http://{args.host}:{args.port}"
+        print(f"Serving the template's API on {base_url} (Ctrl-C stops)", file=console, flush=True)
+        print(app.api_key_summary(base_url, credentials_file=credentials), file=console, flush=True)
         if args.port in _BACKGROUND_SERVERS:  # already serving since the pilot waited for approval
             _BACKGROUND_SERVERS[args.port].join()
         else:

@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +97,11 @@ class InProcessLambdaRuntime:
         self.project_root = Path(project_root).resolve()
         self.extra_environment = dict(extra_environment or {})
         self.invocations: deque[Invocation] = deque(maxlen=10_000)
+        # Local devices around invocations (event sources): called with the function's logical id and the nesting
+        # depth (0: an invocation from outside any handler), before each invocation and after each, failed or not.
+        self.before_invoke: list[Callable[[str, int], None]] = []
+        self.after_invoke: list[Callable[[str, int], None]] = []
+        self._depth = 0
         self._id = next(_runtime_ids)
         self._modules: dict[str, ModuleType] = {}
         # Reentrant: a handler may synchronously invoke another function (e.g. a smoke test calling scoring).
@@ -109,28 +114,42 @@ class InProcessLambdaRuntime:
         spec = self.stack.function(function)
         event = json.loads(json.dumps(event))  # the handler gets its own copy, as JSON would give it
         with self._lock:
-            request_id = str(uuid.uuid4())
-            started = time.monotonic()
-            cold_start = spec.logical_id not in self._modules
-            error_type = None
+            self._run_hooks(self.before_invoke, spec.logical_id)
+            self._depth += 1
             try:
-                with self._environment(spec):
-                    handler = getattr(self._module(spec), spec.handler_name)
-                    result = handler(event, self._context(spec, request_id, started))
-                try:
-                    return json.loads(json.dumps(result))
-                except (TypeError, ValueError) as exc:
-                    raise RuntimeMarshalError(f"Unable to marshal response: {exc}") from exc
-            except Exception as exc:
-                error_type = getattr(exc, "error_type", type(exc).__name__)
-                raise
+                return self._invoke(spec, event)
             finally:
-                duration_ms = (time.monotonic() - started) * 1000
-                self.invocations.append(Invocation(spec.logical_id, request_id, duration_ms, cold_start, error_type))
-                if duration_ms > spec.timeout_s * 1000:
-                    logger.warning(
-                        "%s ran %.0f ms, over its %d s timeout", spec.logical_id, duration_ms, spec.timeout_s
-                    )
+                self._depth -= 1
+                self._run_hooks(self.after_invoke, spec.logical_id)
+
+    def _invoke(self, spec: FunctionSpec, event: Any) -> dict[str, Any] | list[Any] | str | None:
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        cold_start = spec.logical_id not in self._modules
+        error_type = None
+        try:
+            with self._environment(spec):
+                handler = getattr(self._module(spec), spec.handler_name)
+                result = handler(event, self._context(spec, request_id, started))
+            try:
+                return json.loads(json.dumps(result))
+            except (TypeError, ValueError) as exc:
+                raise RuntimeMarshalError(f"Unable to marshal response: {exc}") from exc
+        except Exception as exc:
+            error_type = getattr(exc, "error_type", type(exc).__name__)
+            raise
+        finally:
+            duration_ms = (time.monotonic() - started) * 1000
+            self.invocations.append(Invocation(spec.logical_id, request_id, duration_ms, cold_start, error_type))
+            if duration_ms > spec.timeout_s * 1000:
+                logger.warning("%s ran %.0f ms, over its %d s timeout", spec.logical_id, duration_ms, spec.timeout_s)
+
+    def _run_hooks(self, hooks: list[Callable[[str, int], None]], function: str) -> None:
+        for hook in hooks:
+            try:
+                hook(function, self._depth)
+            except Exception:  # a local device's failure is not the invoked function's
+                logger.exception("a hook around the invocation of %s failed", function)
 
     def recycle(self, function: str) -> None:
         """Drop the function's execution environment: its next invoke is a cold start (fresh module state, every

@@ -5,8 +5,10 @@ Generated, never written by hand: each function of template.yaml with `Type: Api
 documents are merged into one (one `paths` map, shared `components.schemas`; a schema name defined two ways is an
 error), and the generator adds what the handlers cannot know:
 
-- the API key: the template's `Auth.ApiKeyRequired` (API level, overridden per event) becomes the `x-api-key`
-  security requirement of each operation (`GET /health` is open);
+- the security of each operation, as the template declares it: an `AWS_IAM` authorizer (the event's `Auth.Authorizer`,
+  else the API's `Auth.DefaultAuthorizer`) becomes the `SigV4` scheme (an AWS Signature Version 4 `Authorization`
+  header, as API Gateway's own export names it: `x-amazon-apigateway-authtype: awsSigv4`), `Auth.ApiKeyRequired`
+  (API level, overridden per event) the `ApiKey` scheme (`x-api-key`); `GET /health` is open;
 - the error responses: `mlops.api.rest` maps every refusal to `ErrorResponse`, and API Gateway's own refusals (key,
   throttling, size) use that shape too (the template's GatewayResponses), so each operation declares the 4xx/503
   statuses it can give with that schema, and Powertools' default 422 schema (`HTTPValidationError`, which the API
@@ -30,8 +32,9 @@ from typing import Any
 
 from samtranslator.yaml_helper import yaml_parse
 
-from local_cloud.api_server import API_KEY_HEADER, MAX_BODY_BYTES, api_events
+from local_cloud.api_server import API_KEY_HEADER, IAM_AUTHORIZER, MAX_BODY_BYTES, api_events
 from local_cloud.lambda_runtime import load_module
+from local_cloud.principals import SIGV4_SERVICE
 from local_cloud.stack import handler_location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +43,25 @@ DOCUMENT_PATH = PROJECT_ROOT / "docs" / "openapi.json"
 LOCAL_SERVER = "http://127.0.0.1:3000"
 
 SECURITY_SCHEME = "ApiKey"
+SIGV4_SECURITY_SCHEME = "SigV4"
+SECURITY_SCHEMES = {
+    SECURITY_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": API_KEY_HEADER,
+        "description": "The usage plan's API key (template output ApiKeyId).",
+    },
+    SIGV4_SECURITY_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "x-amazon-apigateway-authtype": "awsSigv4",
+        "description": f"An AWS Signature Version 4 (service `{SIGV4_SERVICE}`, the stack's region) by an IAM "
+        "principal allowed `execute-api:Invoke` on the operation: the operator operations. The handler records the "
+        "principal's ARN. Locally (`make serve`), the local operator's credentials are in "
+        "OUTPUT_DIR/operator-credentials.env.",
+    },
+}
 ERROR_SCHEMA_REF = "#/components/schemas/ErrorResponse"
 _POWERTOOLS_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -93,6 +115,12 @@ ERROR_RESPONSES: dict[str, dict[str, Any]] = {
         "headers": _RETRY_AFTER,
     },
     "4XX": {"description": "Any other refusal (e.g. 405 for a method the route does not have), in the same shape."},
+}
+
+# The 403 of an operation signed with SigV4: API Gateway's refusals of the signature, and the handler's own.
+SIGNATURE_REFUSAL = {
+    "description": "Missing, invalid or expired signature (`MISSING_AUTHENTICATION_TOKEN`, `INVALID_SIGNATURE`, "
+    "`ACCESS_DENIED`, `EXPIRED_TOKEN`), or no IAM principal (`forbidden`): sign the request with SigV4."
 }
 
 
@@ -171,9 +199,16 @@ def build_document(template_path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
     schemas.update(_error_schemas())
     required = {(event.method, event.path): event.api_key_required for event in events}
+    signed = {(event.method, event.path): event.authorizer == IAM_AUTHORIZER for event in events}
     for path, item in paths.items():
         for method, operation in item.items():
-            _complete_operation(operation, method, path, key_required=required.get((method, path), True))
+            _complete_operation(
+                operation,
+                method,
+                path,
+                key_required=required.get((method, path), True),
+                signature_required=signed.get((method, path), False),
+            )
     for name in _POWERTOOLS_VALIDATION_SCHEMAS:
         if name in schemas and f'"#/components/schemas/{name}"' not in json.dumps(paths):
             del schemas[name]
@@ -184,12 +219,18 @@ def build_document(template_path: Path = TEMPLATE_PATH) -> dict[str, Any]:
         "info": {
             "title": "Serverless MLOps platform API",
             "version": info["version"],
-            "description": f"{info['description']}\n\nEvery operation except `GET /health` needs the usage plan's "
-            f"API key in the `{API_KEY_HEADER}` header. Every error has one JSON shape, `ErrorResponse`. "
-            "Generated from the handlers' pydantic models by `make openapi`; do not edit.",
+            "description": f"{info['description']}\n\nThe operator operations (security `{SIGV4_SECURITY_SCHEME}`: "
+            "deleting a customer's features, deciding on and rolling back model versions, creating and stopping "
+            "experiments, reading and verifying the audit trail) need an AWS Signature Version 4 by an IAM principal; "
+            f"every other operation except `GET /health` needs the usage plan's API key in the `{API_KEY_HEADER}` "
+            "header. Every error has one JSON shape, `ErrorResponse`. Generated from the handlers' pydantic models "
+            "by `make openapi`; do not edit.",
         },
         "servers": [
-            {"url": LOCAL_SERVER, "description": "make serve (the local platform; keys enforced with LOCAL_API_KEY)"},
+            {
+                "url": LOCAL_SERVER,
+                "description": "make serve (the local platform; keys enforced with LOCAL_API_KEY, signatures always)",
+            },
             {
                 "url": f"https://{{restApiId}}.execute-api.{{region}}.amazonaws.com/{stage}",
                 "description": f"The deployed stack (API Gateway stage {stage})",
@@ -202,21 +243,16 @@ def build_document(template_path: Path = TEMPLATE_PATH) -> dict[str, Any]:
         "paths": {path: dict(sorted(paths[path].items())) for path in sorted(paths)},
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            "securitySchemes": {
-                SECURITY_SCHEME: {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": API_KEY_HEADER,
-                    "description": "The usage plan's API key (template output ApiKeyId).",
-                }
-            },
+            "securitySchemes": SECURITY_SCHEMES,
         },
         "security": [{SECURITY_SCHEME: []}],
         "tags": [{"name": tag} for tag in sorted({op["tags"][0] for item in paths.values() for op in item.values()})],
     }
 
 
-def _complete_operation(operation: dict[str, Any], method: str, path: str, *, key_required: bool) -> None:
+def _complete_operation(
+    operation: dict[str, Any], method: str, path: str, *, key_required: bool, signature_required: bool
+) -> None:
     parameters = operation.get("parameters", [])
     has_body = "requestBody" in operation
     has_path_ids = any(p.get("in") == "path" for p in parameters)
@@ -228,18 +264,22 @@ def _complete_operation(operation: dict[str, Any], method: str, path: str, *, ke
         statuses.append("413")
     if has_body or has_query:
         statuses.append("422")
-    if key_required:
+    if key_required or signature_required:
         statuses += ["403", "429"]
     if (method, path) in CONFLICTING_OPERATIONS:
         statuses.append("409")
     responses = {code: r for code, r in operation.get("responses", {}).items() if not code.startswith(("4", "5"))}
     for status in statuses:
+        described = SIGNATURE_REFUSAL if signature_required and status == "403" else ERROR_RESPONSES[status]
         responses[status] = {
-            **ERROR_RESPONSES[status],
+            **described,
             "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA_REF}}},
         }
     operation["responses"] = dict(sorted(responses.items()))
-    operation["security"] = [{SECURITY_SCHEME: []}] if key_required else []
+    # One requirement naming every scheme the operation needs (all of them: AND), none for an open operation.
+    requirement = {SIGV4_SECURITY_SCHEME: []} if signature_required else {}
+    requirement |= {SECURITY_SCHEME: []} if key_required else {}
+    operation["security"] = [requirement] if requirement else []
 
 
 def _error_schemas() -> dict[str, Any]:

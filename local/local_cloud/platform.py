@@ -6,7 +6,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,9 @@ from moto.core.responses import EmptyResult
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from local_cloud.api_server import ApiGatewayApp
+from local_cloud.event_sources import SqsEventSource, sqs_event_sources
 from local_cloud.lambda_runtime import InProcessLambdaRuntime
+from local_cloud.principals import LocalPrincipals, Principal
 from local_cloud.stack import DEFAULT_REGION, DeployedStack, deploy_template
 
 _FAKE_AWS_ENV = {
@@ -169,6 +172,8 @@ class LocalPlatform:
         self._api_app: ApiGatewayApp | None = None
         self.stack: DeployedStack
         self.runtime: InProcessLambdaRuntime
+        self.principals: LocalPrincipals  # the IAM identities that may sign requests to the AWS_IAM routes
+        self.event_sources: list[SqsEventSource] = []
 
     def __enter__(self) -> LocalPlatform:
         for name in (*_FAKE_AWS_ENV, *_HOST_AWS_ENV):
@@ -181,6 +186,14 @@ class LocalPlatform:
             self.stack = deploy_template(self.template_path, self.parameter_overrides, self.stack_name)
             self.runtime = InProcessLambdaRuntime(self.stack, self.project_root, self.extra_environment)
             self.runtime.install()
+            self.principals = LocalPrincipals.create(self.stack)
+            self.event_sources = [
+                SqsEventSource(self.runtime, self.stack, spec, self.client("sqs"))
+                for spec in sqs_event_sources(self.stack.template)
+            ]
+            for source in self.event_sources:
+                self.runtime.before_invoke.append(source.before_invoke)
+                self.runtime.after_invoke.append(source.after_invoke)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -201,15 +214,33 @@ class LocalPlatform:
         self._saved_env = {}
         self._clients.clear()
 
+    @contextmanager
+    def event_sources_paused(self) -> Iterator[None]:
+        """No queue is drained inside the block (a benchmark times the handler alone); all are drained after it."""
+        hooks = list(self.runtime.before_invoke), list(self.runtime.after_invoke)
+        self.runtime.before_invoke.clear()
+        self.runtime.after_invoke.clear()
+        try:
+            yield
+        finally:
+            self.runtime.before_invoke[:], self.runtime.after_invoke[:] = hooks
+            for source in self.event_sources:
+                source.drain()
+
     def client(self, service_name: str) -> Any:
         """A boto3 client bound to the in-process AWS."""
         if service_name not in self._clients:
             self._clients[service_name] = boto3.client(service_name, region_name=self.stack.region)
         return self._clients[service_name]
 
+    @property
+    def operator(self) -> Principal:
+        """The local stack's operator (IAM user local-operator): its credentials sign the operator routes."""
+        return self.principals.operator
+
     def api_app(self) -> ApiGatewayApp:
         if self._api_app is None:
-            self._api_app = ApiGatewayApp(self.stack, self.runtime)
+            self._api_app = ApiGatewayApp(self.stack, self.runtime, principals=self.principals)
         return self._api_app
 
     # ------------------------------------------------------------------ Step Functions

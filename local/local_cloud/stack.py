@@ -36,8 +36,13 @@ _PLACEHOLDER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/local-cloud:l
 # - alarms and topic subscriptions: moto's CloudFormation skips them with a warning each (nothing evaluates
 #   alarms locally: the tests check emitted metrics against the template's thresholds instead);
 # - CodeDeploy (the scoring function's canary releases): moto's CloudFormation does not support it, and a
-#   local stack is created once, never updated, so there is no traffic to shift.
+#   local stack is created once, never updated, so there is no traffic to shift;
+# - event source mappings: moto's invokes the function with one SQS message at a time inside the sender's
+#   SendMessage and deletes it whatever the partial batch response says (event_sources.SqsEventSource instead).
+# - API keys (and so their usage plans): moto's CloudFormation has no ApiKey; api_server enforces a key instead.
 _REPLACED_TYPES = {
+    "AWS::ApiGateway::ApiKey",
+    "AWS::Lambda::EventSourceMapping",
     "AWS::CodeDeploy::Application",
     "AWS::CodeDeploy::DeploymentGroup",
     "AWS::StepFunctions::StateMachine",

@@ -18,6 +18,7 @@ import pytest
 from browser import open_in_chromium
 from werkzeug.test import Client
 
+from api_clients import operator_client
 from helpers import TELECOM_CSV, load_event
 from local_cloud.cli import LOCAL_PARAMETERS, cmd_score, pilot_results
 from local_cloud.platform import LocalPlatform
@@ -226,7 +227,9 @@ def test_monitoring_judges_a_later_window_with_prediction_ids_the_evaluation_nev
     # the evaluation's customers were ever served (smoke test, campaign)
     assert not {row["customer_id"] for row in window} & evaluated
     served_to_evaluated = {
-        prediction_id for prediction_id, customer in _audited_predictions(api) if customer in evaluated
+        prediction_id
+        for prediction_id, customer in _audited_predictions(operator_client(platform))
+        if customer in evaluated
     }
     assert served_to_evaluated
     assert not {row["prediction_id"] for row in window} & served_to_evaluated
@@ -238,12 +241,13 @@ def _artifact(platform: LocalPlatform, name: str) -> str:
     return s3.get_object(Bucket=bucket, Key=sorted(keys)[-1])["Body"].read().decode()
 
 
-def _audited_predictions(api: Client) -> list[tuple[str, str]]:
-    """(prediction id, customer id) of every prediction in the audit trail, read through GET /audit."""
+def _audited_predictions(operator: Client) -> list[tuple[str, str]]:
+    """(prediction id, customer id) of every prediction in the audit trail, read through GET /audit (an operator
+    route: signed)."""
     pairs: list[tuple[str, str]] = []
     query: dict[str, Any] = {"event_type": "prediction", "limit": 1000}
     while True:
-        page = api.get("/audit", query_string=query).get_json()
+        page = operator.get("/audit", query_string=query).get_json()
         for record in page["records"]:
             details = record["event"]["details"]
             pairs += [(row["prediction_id"], row["customer_id"]) for row in details.get("predictions", [details])]

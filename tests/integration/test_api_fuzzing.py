@@ -1,13 +1,17 @@
 """Fuzzing the API that `make serve` serves, from docs/openapi.json, with schemathesis.
 
 The server is the real one (`ApiGatewayApp` served by werkzeug on 127.0.0.1, an ephemeral port) on the platform of
-one pilot run, so a real model answers; API keys are enforced (as `LOCAL_API_KEY` does) and the key is sent.
+one pilot run, so a real model answers; API keys are enforced (as `LOCAL_API_KEY` does) and the key is sent; the
+operator operations (security `SigV4`: the template's AWS_IAM routes) are signed by the local operator, as the SDKs
+sign (SigV4, service execute-api), so their handlers are fuzzed too, and schemathesis' auth check confirms each
+refuses the same request unsigned or with a forged Authorization.
 
 - Generated requests (schemathesis, positive and negative data, FUZZ_MAX_EXAMPLES per operation): no 5xx, every 4xx
   in the JSON error shape, and schemathesis' checks (status codes, content types, response schemas, auth) pass.
 - Targeted cases: bodies that are not JSON or 1 MB large, NaN/Infinity/-0 and huge numbers, unicode and injection
   strings in every id (path and body), batches one record over their limit: each is refused with a 4xx in the error
-  shape naming the field (or is a legitimate 404/200), never a 5xx.
+  shape naming the field (or is a legitimate 404/200), never a 5xx. Every operator operation is also sent unsigned,
+  signed with a wrong secret and signed for another body: each is refused with API Gateway's 403.
 
 The module writes out/fuzz/summary.json (requests per operation and per status class, targeted cases) and prints a
 one-line total. `make fuzz` runs it with a larger budget.
@@ -16,6 +20,7 @@ one-line total. `make fuzz` runs it with a larger budget.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -34,10 +39,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from werkzeug.serving import make_server
 
-from helpers import PROJECT_ROOT
-from local_cloud.api_server import API_KEY_HEADER, ApiGatewayApp
+from api_clients import SigV4RequestsAuth
+from helpers import PROJECT_ROOT, load_template
+from local_cloud.api_server import API_KEY_HEADER, IAM_AUTHORIZER, ApiGatewayApp, api_events
 from local_cloud.openapi import DOCUMENT_PATH
 from local_cloud.platform import LocalPlatform
+from local_cloud.principals import read_credentials_file
 from mlops.api.contracts import MAX_BATCH_RECORDS, MAX_EXPLAIN_BATCH_RECORDS, MAX_FEATURE_BATCH_IDS
 from mlops.monitoring.outcomes import MAX_OUTCOMES
 
@@ -47,6 +54,10 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "20"))
 SUMMARY_PATH = PROJECT_ROOT / "out" / "fuzz" / "summary.json"
 API_KEY = os.environ.get("FUZZ_API_KEY") or f"fuzz-{secrets.token_hex(12)}"
 TIMEOUT_S = 30
+# The operator operations (AWS_IAM in the template): signed with SigV4, never with the key alone.
+SIGNED_OPERATIONS = frozenset(
+    (event.method.upper(), event.path) for event in api_events(load_template()) if event.authorizer == IAM_AUTHORIZER
+)
 
 
 # ------------------------------------------------------------------------------------------- bookkeeping
@@ -105,13 +116,14 @@ def fuzz_log(request: pytest.FixtureRequest) -> Iterator[FuzzLog]:
 def api_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """`make serve`'s server, with LOCAL_API_KEY's enforcement, on the platform where the pilot deployed a model.
 
-    FUZZ_BASE_URL (with FUZZ_API_KEY) fuzzes an already running `make serve` instead."""
+    FUZZ_BASE_URL (with FUZZ_API_KEY, and FUZZ_OPERATOR_CREDENTIALS: the operator-credentials.env it wrote) fuzzes
+    an already running `make serve` instead."""
     if base_url := os.environ.get("FUZZ_BASE_URL"):
         yield base_url.rstrip("/")
         return
     platform: LocalPlatform = request.getfixturevalue("platform")
     request.getfixturevalue("pilot")
-    app = ApiGatewayApp(platform.stack, platform.runtime, api_key=API_KEY)
+    app = ApiGatewayApp(platform.stack, platform.runtime, api_key=API_KEY, principals=platform.principals)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="fuzz-api", daemon=True)
     thread.start()
@@ -121,6 +133,17 @@ def api_url(request: pytest.FixtureRequest) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def operator_auth(request: pytest.FixtureRequest, api_url: str) -> SigV4RequestsAuth:
+    """Signs as the local operator: the platform's, or the one whose credentials `make serve` wrote."""
+    if os.environ.get("FUZZ_BASE_URL"):
+        default = PROJECT_ROOT / "out" / "pilot" / "operator-credentials.env"
+        principal, region = read_credentials_file(os.environ.get("FUZZ_OPERATOR_CREDENTIALS") or default)
+        return SigV4RequestsAuth(principal, region)
+    platform: LocalPlatform = request.getfixturevalue("platform")
+    return SigV4RequestsAuth(platform.operator, platform.stack.region)
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +182,29 @@ SCHEMA.config.generation.update(max_examples=MAX_EXAMPLES, with_security_paramet
 
 @SCHEMA.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
-def test_generated_requests(case: schemathesis.Case, api_url: str, fuzz_log: FuzzLog) -> None:
-    # Given a request schemathesis generated from the document (valid or not), with the API key
+def test_generated_requests(
+    case: schemathesis.Case, api_url: str, operator_auth: SigV4RequestsAuth, fuzz_log: FuzzLog
+) -> None:
+    # Given a request schemathesis generated from the document (valid or not), with the API key, signed by the
+    # operator if it is an operator operation
+    signed = (case.method.upper(), case.operation.path) in SIGNED_OPERATIONS
+    headers = {API_KEY_HEADER: API_KEY}
+
     # When it is sent to the server
-    response = case.call(base_url=api_url, headers={API_KEY_HEADER: API_KEY}, timeout=TIMEOUT_S)
+    response = case.call(base_url=api_url, headers=headers, timeout=TIMEOUT_S, auth=operator_auth if signed else None)
     fuzz_log.record(case.operation.label, response.status_code)
 
     # Then it is no 5xx, a 4xx is in the error shape, and the response conforms to the document
     assert response.status_code < 500, f"{case.operation.label}: {response.status_code} {response.text[:500]!r}"
     if 400 <= response.status_code < 500:
         assert_error_shape(response, case.operation.label)
-    case.validate_response(response, headers={API_KEY_HEADER: API_KEY}, excluded_checks=EXCLUDED_CHECKS)
+    if signed:
+        # The signature is the request's explicit credentials: schemathesis' auth check then also sends the request
+        # without it, and with a forged Authorization, and requires a 401/403 for each
+        assert response.status_code != 403, f"{case.operation.label}: a signed request refused: {response.text!r}"
+        sent = response.request.headers
+        headers |= {name: sent[name] for name in ("Authorization", "X-Amz-Date") if name in sent}
+    case.validate_response(response, headers=headers, excluded_checks=EXCLUDED_CHECKS)
 
 
 # ------------------------------------------------------------------------------------------- targeted
@@ -363,16 +398,17 @@ def _targets() -> list[Target]:
 
 @pytest.mark.parametrize("target", _targets(), ids=str)
 def test_targeted_request_is_refused_cleanly(
-    target: Target, api_url: str, http: requests.Session, fuzz_log: FuzzLog
+    target: Target, api_url: str, http: requests.Session, operator_auth: SigV4RequestsAuth, fuzz_log: FuzzLog
 ) -> None:
     # Given a handcrafted hostile or malformed request
-    # When it is sent with the API key
+    # When it is sent with the API key (signed by the operator, to an operator operation)
     response = http.request(
         target.method,
         api_url + target.path,
         data=target.body,
         headers={"Content-Type": "application/json"},
         timeout=TIMEOUT_S,
+        auth=operator_auth if (target.method, target.route) in SIGNED_OPERATIONS else None,
     )
     fuzz_log.record(target.operation, response.status_code, target.kind)
 
@@ -386,3 +422,38 @@ def test_targeted_request_is_refused_cleanly(
             assert any(name == target.field or name.startswith(target.field) for name in named), (
                 f"{target}: the error names {named}, not {target.field}: {error}"
             )
+
+
+# ------------------------------------------------------------------------------------------- signatures
+@pytest.mark.parametrize(("method", "route"), sorted(SIGNED_OPERATIONS), ids=" ".join)
+def test_an_operator_operation_refuses_an_unsigned_or_forged_request(
+    method: str, route: str, api_url: str, http: requests.Session, operator_auth: SigV4RequestsAuth, fuzz_log: FuzzLog
+) -> None:
+    # Given an operator operation, a valid body for it, and the API key (which a scoring client has)
+    target = Target("signature", method, route, _json(VALID_BODIES.get(route, {"reason": "fuzz"})))
+    url = api_url + target.path
+    impostor = SigV4RequestsAuth(
+        dataclasses.replace(operator_auth.principal, secret_access_key="forged"), operator_auth.region
+    )
+
+    def forged_body(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        operator_auth(prepared)
+        prepared.body = b'{"reason": "forged"}'
+        prepared.headers["Content-Length"] = str(len(prepared.body))
+        return prepared
+
+    # When it is sent unsigned, signed with a wrong secret, and signed for another body
+    refusals = {
+        "unsigned": ("MISSING_AUTHENTICATION_TOKEN", None),
+        "wrong_secret": ("INVALID_SIGNATURE", impostor),
+        "other_body": ("INVALID_SIGNATURE", forged_body),
+    }
+    for kind, (code, auth) in refusals.items():
+        response = http.request(
+            method, url, data=target.body, headers={"Content-Type": "application/json"}, timeout=TIMEOUT_S, auth=auth
+        )
+        fuzz_log.record(target.operation, response.status_code, f"signature_{kind}")
+
+        # Then API Gateway's 403 answers, in the error shape, with the gateway response type of the refusal
+        assert response.status_code == 403, f"{kind} {target.operation}: {response.status_code} {response.text!r}"
+        assert assert_error_shape(response, f"{kind} {target.operation}")["code"] == code

@@ -11,10 +11,11 @@ import uuid
 from typing import Any
 
 import pytest
-from moto.dynamodb.exceptions import DynamodbException
-from moto.dynamodb.models import DynamoDBBackend
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 from werkzeug.test import Client
 
+from api_clients import client, operator_client
 from helpers import load_event
 from local_cloud.platform import LocalPlatform
 from mlops.experiments.store import ExperimentStore
@@ -24,13 +25,20 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def api(platform: LocalPlatform, pilot: dict[str, Any]) -> Client:
-    return Client(platform.api_app())
+    """A scoring client: API key routes (no key is enforced here)."""
+    return client(platform)
 
 
-def audit_records(api: Client, **query: Any) -> list[dict[str, Any]]:
+@pytest.fixture(scope="module")
+def operator(platform: LocalPlatform, pilot: dict[str, Any]) -> Client:
+    """The local operator: GET /audit, /audit/verify and DELETE /features are AWS_IAM routes (SigV4)."""
+    return operator_client(platform)
+
+
+def audit_records(operator: Client, **query: Any) -> list[dict[str, Any]]:
     records, query = [], {"limit": 1000, **query}
     while True:
-        page = api.get("/audit", query_string=query).get_json()
+        page = operator.get("/audit", query_string=query).get_json()
         records += page["records"]
         if not page.get("next_page_token"):
             return records
@@ -60,11 +68,11 @@ def test_the_pilot_run_lists_every_state_change_in_order_and_verifies(pilot: dic
     assert audit["predictions_audited"] >= 200 + customers
 
 
-def test_a_prediction_is_audited_with_its_input_hash_and_no_feature_values(api: Client) -> None:
+def test_a_prediction_is_audited_with_its_input_hash_and_no_feature_values(api: Client, operator: Client) -> None:
     # Given a prediction through the API
     prediction = api.post("/predict", data=load_event("predict_valid")["body"]).get_json()
     # When the customer's audit records are read
-    records = audit_records(api, entity="customer:C00011", event_type="prediction")
+    records = audit_records(operator, entity="customer:C00011", event_type="prediction")
     # Then the prediction is there with its version, input hash and output, and no feature value
     (record,) = [r for r in records if r["event"]["details"]["prediction_id"] == prediction["prediction_id"]]
     details = record["event"]["details"]
@@ -76,7 +84,7 @@ def test_a_prediction_is_audited_with_its_input_hash_and_no_feature_values(api: 
 
 
 def test_explanations_and_batch_scoring_runs_are_listed_by_get_audit(
-    api: Client, platform: LocalPlatform, pilot: dict[str, Any]
+    api: Client, operator: Client, platform: LocalPlatform, pilot: dict[str, Any]
 ) -> None:
     # Given an explanation, a batch of explanations and a prediction by the same client
     explanation = api.post("/explain", data=load_event("explain_valid")["body"]).get_json()
@@ -94,8 +102,8 @@ def test_explanations_and_batch_scoring_runs_are_listed_by_get_audit(
     assert run.status == "SUCCEEDED", (run.error, run.cause)
 
     # When GET /audit is read by event type
-    explanations = audit_records(api, event_type="explanation")
-    batch_runs = audit_records(api, event_type="batch_scoring")
+    explanations = audit_records(operator, event_type="explanation")
+    batch_runs = audit_records(operator, event_type="batch_scoring")
 
     # Then the explanation is there under its customer, with its answer and the caller /predict records
     (single,) = [
@@ -108,7 +116,7 @@ def test_explanations_and_batch_scoring_runs_are_listed_by_get_audit(
         explanation["model_version"],
     )
     assert details["input_sha256"] == prediction["input_sha256"]  # the same body, the same inputs
-    predicted = audit_records(api, entity="customer:C00011", event_type="prediction")
+    predicted = audit_records(operator, entity="customer:C00011", event_type="prediction")
     (predict_record,) = [r for r in predicted if r["event"]["details"]["prediction_id"] == prediction["prediction_id"]]
     assert single["event"]["actor"] == predict_record["event"]["actor"]
     assert "129.1" not in json.dumps(single)
@@ -134,31 +142,39 @@ def test_explanations_and_batch_scoring_runs_are_listed_by_get_audit(
     assert run.output["result"]["output_sha256"] == details["output"]["sha256"]
 
 
-def test_a_feature_deletion_is_audited(api: Client) -> None:
-    deletion = api.delete("/features/C00020").get_json()
-    (record,) = audit_records(api, entity="customer:C00020", event_type="feature_deletion")
+def test_a_feature_deletion_is_audited_in_the_operators_name(
+    api: Client, operator: Client, platform: LocalPlatform
+) -> None:
+    # Given a scoring client, which cannot delete a customer's features (an operator action, signed)
+    assert api.delete("/features/C00020").status_code == 403
+    # When the operator deletes them
+    deletion = operator.delete("/features/C00020").get_json()
+    # Then the deletion is audited, with the operator's IAM principal as the actor
+    (record,) = audit_records(operator, entity="customer:C00020", event_type="feature_deletion")
     assert record["event"]["details"]["deletion_id"] == deletion["deletion_id"]
+    assert record["event"]["actor"] == platform.operator.arn
 
 
 @pytest.fixture
-def failing_audit_table(platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every write to the audit table is throttled, as DynamoDB does under a write storm."""
-    audit_table = platform.stack.physical_id("AuditTable")
-    real_put_item = DynamoDBBackend.put_item
+def failing_audit_queue(platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every send to the audit queue is throttled, as SQS does past its limits."""
+    queue_url = platform.stack.physical_id("AuditQueue")
+    real_call = BaseClient._make_api_call
 
-    def throttled(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
-        if table_name == audit_table:
-            raise DynamodbException("ProvisionedThroughputExceededException", "throttled (test)")
-        return real_put_item(self, table_name, *args, **kwargs)
+    def throttled(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation == "SendMessageBatch" and params.get("QueueUrl") == queue_url:
+            error = {"Error": {"Code": "RequestThrottled", "Message": "throttled (test)"}}
+            raise ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        return real_call(client, operation, params)
 
-    monkeypatch.setattr(DynamoDBBackend, "put_item", throttled)  # undone by monkeypatch after the test
+    monkeypatch.setattr(BaseClient, "_make_api_call", throttled)  # undone by monkeypatch after the test
 
 
 def test_no_prediction_is_returned_without_its_audit_record(
-    api: Client, platform: LocalPlatform, failing_audit_table: None
+    api: Client, platform: LocalPlatform, failing_audit_queue: None
 ) -> None:
     before = platform.client("dynamodb").scan(TableName=platform.stack.physical_id("AuditTable"), Select="COUNT")
-    # When the audit store fails for every retry
+    # When the audit queue refuses every send, whatever the retries
     response = api.post("/predict", data=load_event("predict_valid")["body"])
     batch = api.post("/predict/batch", data=load_event("predict_batch_valid")["body"])
     explanation = api.post("/explain", data=load_event("explain_valid")["body"])
@@ -182,13 +198,13 @@ def new_customer_body() -> dict[str, Any]:
 
 
 def test_no_unit_counts_as_exposed_without_an_audited_prediction(
-    api: Client, platform: LocalPlatform, pilot: dict[str, Any], failing_audit_table: None
+    api: Client, platform: LocalPlatform, pilot: dict[str, Any], failing_audit_queue: None
 ) -> None:
     # Given the pilot's running experiment, and new customers who were never scored
     experiment_id = pilot["results"]["experiment"]["experiment_id"]
     store = ExperimentStore(platform.stack.physical_id("ExperimentsTable"), platform.client("dynamodb"))
     single, batch = new_customer_body(), [new_customer_body() for _ in range(3)]
-    # When they are scored while the audit store fails for every retry
+    # When they are scored while the audit queue refuses every send
     refused = [api.post("/predict", json=single), api.post("/predict/batch", json={"records": batch})]
     # Then nothing is served, and none of them counts as exposed to the experiment
     assert [r.status_code for r in refused] == [503, 503]
@@ -198,7 +214,7 @@ def test_no_unit_counts_as_exposed_without_an_audited_prediction(
 
 
 def test_a_served_prediction_is_audited_and_its_exposure_logged(
-    api: Client, platform: LocalPlatform, pilot: dict[str, Any]
+    api: Client, operator: Client, platform: LocalPlatform, pilot: dict[str, Any]
 ) -> None:
     # Given the pilot's running experiment and a new customer
     experiment_id = pilot["results"]["experiment"]["experiment_id"]
@@ -210,27 +226,29 @@ def test_a_served_prediction_is_audited_and_its_exposure_logged(
     assert response.status_code == 200
     prediction = response.get_json()
     assert prediction["experiment_id"] == experiment_id
-    records = audit_records(api, entity=f"customer:{body['customer_id']}", event_type="prediction")
+    records = audit_records(operator, entity=f"customer:{body['customer_id']}", event_type="prediction")
     assert [r["event"]["details"]["prediction_id"] for r in records] == [prediction["prediction_id"]]
     assert records[0]["event"]["details"]["variant"] == prediction["variant"]
     assert store.exposure(experiment_id, body["customer_id"]) == prediction["variant"]
 
 
-def test_predictions_are_audited_again_once_the_store_recovers(api: Client) -> None:
+def test_predictions_are_audited_again_once_the_store_recovers(api: Client, operator: Client) -> None:
     response = api.post("/predict", data=load_event("predict_valid")["body"])
     assert response.status_code == 200
     prediction_id = response.get_json()["prediction_id"]
-    records = audit_records(api, entity="customer:C00011", event_type="prediction")
+    records = audit_records(operator, entity="customer:C00011", event_type="prediction")
     assert prediction_id in {r["event"]["details"]["prediction_id"] for r in records}
 
 
-def test_verify_reports_a_modified_record_at_its_position(api: Client, platform: LocalPlatform) -> None:
+def test_verify_reports_a_modified_record_at_its_position(
+    api: Client, operator: Client, platform: LocalPlatform
+) -> None:
     # Given one audited prediction whose stored record is then changed (its output rewritten)
     dynamodb, table = platform.client("dynamodb"), platform.stack.physical_id("AuditTable")
     prediction = api.post("/predict", data=load_event("predict_valid")["body"]).get_json()
     (record,) = [
         r
-        for r in audit_records(api, entity="customer:C00011", event_type="prediction")
+        for r in audit_records(operator, entity="customer:C00011", event_type="prediction")
         if r["event"]["details"]["prediction_id"] == prediction["prediction_id"]
     ]
     key = {"pk": {"S": f"AUDIT#{record['chain']}"}, "sk": {"S": f"SEQ#{record['sequence']:012d}"}}
@@ -242,7 +260,7 @@ def test_verify_reports_a_modified_record_at_its_position(api: Client, platform:
     dynamodb.put_item(TableName=table, Item={**original, "document": {"S": forged}})
     try:
         # When the chains are verified
-        result = api.get("/audit/verify").get_json()
+        result = operator.get("/audit/verify").get_json()
         # Then the break is reported at that record
         assert result["valid"] is False
         broken = result["first_broken"]
@@ -253,7 +271,7 @@ def test_verify_reports_a_modified_record_at_its_position(api: Client, platform:
         )
     finally:
         dynamodb.put_item(TableName=table, Item=original)
-    assert api.get("/audit/verify").get_json()["valid"] is True
+    assert operator.get("/audit/verify").get_json()["valid"] is True
 
 
 def test_the_audit_events_answer_through_the_function(platform: LocalPlatform) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from werkzeug.test import Client
 
+from api_clients import client, operator_client
 from helpers import load_event
 from local_cloud.platform import LocalPlatform
 from mlops.experiments.statistics import sample_size_proportions
@@ -234,9 +234,27 @@ def test_one_running_experiment_per_model_until_it_stops(platform: LocalPlatform
 
 
 def test_the_template_routes_reach_the_function_over_http(platform: LocalPlatform, demo: dict) -> None:
-    api = Client(platform.api_app())
+    api = client(platform)
     assert api.get("/experiments/exp-demo").get_json()["name"] == demo["name"]
     response = api.post("/experiments/exp-demo/assign", json={"unit_id": "http-unit"})
     assert response.status_code == 200
     assert response.get_json()["variant"] in {"control", "new_copy"}
     assert api.get("/experiments/exp-demo/results").status_code == 200
+
+
+def test_only_an_operator_creates_and_stops_an_experiment_over_http(platform: LocalPlatform) -> None:
+    # Given an experiment to run, a client with no AWS credentials and the local operator (SigV4)
+    body = create_body(experiment_id="exp-http")
+    api, operator = client(platform), operator_client(platform)
+    # When the client tries to create it, then to stop the demo one: both refused (AWS_IAM routes)
+    assert api.post("/experiments", json=body).status_code == 403
+    assert api.post("/experiments/exp-http/stop", json={"reason": "no"}).status_code == 403
+    assert api.get("/experiments/exp-http").status_code == 404
+    # And when the operator does, signed: created, then stopped, in its name
+    created = operator.post("/experiments", json=body)
+    assert created.status_code == 201, created.get_json()
+    stopped = operator.post("/experiments/exp-http/stop", json={"reason": "enough data"})
+    assert stopped.status_code == 200, stopped.get_json()
+    assert stopped.get_json()["status"] == "stopped"
+    records = operator.get("/audit", query_string={"entity": "experiment:exp-http"}).get_json()["records"]
+    assert [r["event"]["actor"] for r in records] == [platform.operator.arn] * 2

@@ -297,40 +297,107 @@ def test_artifact_store_unavailable_at_cold_start(
     scenario.check_records(before.plus({"prediction": 1}))
 
 
-# ------------------------------------------------------------------------------ 2. DynamoDB throttling
-def test_audit_table_throttled(scenario: Scenario, platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+# ------------------------------------------------------------------------------ 2. the audit queue and its writer
+def on_queue(url: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda params: params.get("QueueUrl") == url
+
+
+AUDIT_QUEUE_OUTAGES = {
+    "throttled": client_error("RequestThrottled", 400, "SendMessageBatch"),
+    "unreachable": lambda: EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com"),
+}
+
+
+@pytest.mark.parametrize("outage", list(AUDIT_QUEUE_OUTAGES))
+def test_audit_queue_unavailable(
+    scenario: Scenario, platform: LocalPlatform, monkeypatch: pytest.MonkeyPatch, outage: str
+) -> None:
     # Given a warm scoring container (the customer already exposed, if an experiment runs)
     assert scenario.post("/predict", PREDICT_BODY).status_code == 200
     delays = scenario.record_delays(monkeypatch)
-    audit_table = platform.stack.physical_id("AuditTable")
-    throttled = scenario.faults.add(
-        Fault(
-            "dynamodb",
-            "PutItem",
-            on_table(audit_table),
-            client_error("ProvisionedThroughputExceededException", 400, "PutItem"),
-        )
-    )
+    queue = on_queue(platform.stack.physical_id("AuditQueue"))
+    failing = scenario.faults.add(Fault("sqs", "SendMessageBatch", queue, AUDIT_QUEUE_OUTAGES[outage]))
     before = count_records(platform)
 
-    # When the audit table throttles every write
+    # When the audit queue refuses every send
     refused = scenario.post("/predict", PREDICT_BODY)
 
-    # Then the append was tried 5 times with exponential backoff, then a clear retryable 503 and no prediction
+    # Then the send was tried 5 times with exponential backoff, then a clear retryable 503: nothing served
     assert_unavailable(refused, "audit_unavailable")
-    assert throttled.calls == throttled.injected == 5
+    assert failing.calls == failing.injected == 5
     assert delays == [0.04, 0.08, 0.16, 0.32]
     scenario.check_records(before)
 
-    # And when the throttling clears within the retries (two throttled attempts), the prediction is served
-    # with exactly one audit record
-    throttled.active = False
+    # And when the queue answers within the retries (two failed sends), the prediction is served with exactly
+    # one audit record
+    failing.active = False
     delays.clear()
-    transient = scenario.faults.add(Fault("dynamodb", "PutItem", on_table(audit_table), throttled.error, times=2))
+    transient = scenario.faults.add(Fault("sqs", "SendMessageBatch", queue, failing.error, times=2))
     served = scenario.post("/predict", PREDICT_BODY)
     assert served.status_code == 200, served.get_json()
     assert (transient.calls, transient.injected) == (3, 2)
     assert delays == [0.04, 0.08]
+    assert audit_records_of(platform, served.get_json()["prediction_id"]) == 1
+    scenario.check_records(before.plus({"prediction": 1}))
+
+
+def test_audit_table_throttled_at_the_writer(scenario: Scenario, platform: LocalPlatform) -> None:
+    # Given the audit table throttling every append of the audit writer (the only function that writes it)
+    audit_table = platform.stack.physical_id("AuditTable")
+    throttled = scenario.faults.add(
+        Fault(
+            "dynamodb",
+            "TransactWriteItems",
+            lambda params: any(item["Put"]["TableName"] == audit_table for item in params["TransactItems"]),
+            client_error("ProvisionedThroughputExceededException", 400, "TransactWriteItems"),
+        )
+    )
+    before = count_records(platform)
+
+    # When a prediction is requested
+    served = scenario.post("/predict", PREDICT_BODY)
+
+    # Then it is served (its record is durably queued), the writer gave the batch back for redelivery, and the
+    # record is not in the table yet
+    assert served.status_code == 200, served.get_json()
+    assert throttled.injected >= 5
+    scenario.check_records(before)
+
+    # And when the table recovers and the messages' visibility timeout ends, the record is written once
+    throttled.active = False
+    (source,) = platform.event_sources
+    source.end_visibility_timeouts()
+    assert source.drain() >= 1
+    assert audit_records_of(platform, served.get_json()["prediction_id"]) == 1
+    scenario.check_records(before.plus({"prediction": 1}))
+
+
+def test_queued_audit_record_delivered_twice(scenario: Scenario, platform: LocalPlatform) -> None:
+    # Given the queue failing the deletion of a batch the writer appended, so that the batch is delivered again
+    # once its visibility timeout ends (as after a writer timing out between appending and answering)
+    queue = on_queue(platform.stack.physical_id("AuditQueue"))
+    lost = scenario.faults.add(
+        Fault(
+            "sqs",
+            "DeleteMessageBatch",
+            queue,
+            lambda: EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com"),
+            times=1,
+        )
+    )
+    before = count_records(platform)
+    served = scenario.post("/predict", PREDICT_BODY)
+    assert served.status_code == 200, served.get_json()
+    assert lost.injected == 1
+    assert audit_records_of(platform, served.get_json()["prediction_id"]) == 1
+
+    # When the same messages are delivered a second time
+    (source,) = platform.event_sources
+    source.end_visibility_timeouts()
+    redelivered = source.drain()
+
+    # Then the writer recognises each event as recorded: the prediction keeps exactly one audit record
+    assert redelivered >= 1
     assert audit_records_of(platform, served.get_json()["prediction_id"]) == 1
     scenario.check_records(before.plus({"prediction": 1}))
 

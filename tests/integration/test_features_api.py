@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
+from api_clients import client, operator_client
 from helpers import TELECOM_CSV, TELECOM_SCHEMA, load_event
 from local_cloud.platform import LocalPlatform
 from mlops.data.dataset import read_dataset
@@ -23,7 +24,8 @@ SCHEMA = DataSchema.from_file(TELECOM_SCHEMA)
 
 @pytest.fixture(scope="module")
 def api(platform: LocalPlatform, pilot: dict[str, Any]) -> Client:
-    return Client(platform.api_app())
+    """A scoring client: API key routes (no key is enforced here)."""
+    return client(platform)
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +164,15 @@ def test_deleting_a_customer_removes_it_from_lookups_and_scoring_and_is_recorded
     assert deletion["deleted"] is True
     assert api.get("/features/C03999").status_code == 404
     assert api.post("/predict", json={"customer_id": "C03999"}).status_code == 404
-    # And the deletion is on record for governance; a second request finds nothing to delete
+    # And the deletion is on record for governance; a second request, by the operator over HTTP (signed: deleting
+    # is an operator action a scoring client is refused), finds nothing to delete
     store = OnlineFeatureStore(platform.stack.physical_id("FeatureStoreTable"), platform.client("dynamodb"))
     recorded = [d for d in store.deletions("customer_behavior") if d.entity_id == "C03999"]
     assert [d.deletion_id for d in recorded] == [deletion["deletion_id"]]
-    assert api.delete("/features/C03999").status_code == 404
+    # (requested by the IAM principal that signed the event's request)
+    assert recorded[0].requested_by == load_event("features_delete")["requestContext"]["identity"]["userArn"]
+    assert api.delete("/features/C03999").status_code == 403
+    assert operator_client(platform).delete("/features/C03999").status_code == 404
 
 
 def test_re_ingesting_the_same_file_changes_nothing(platform: LocalPlatform, pilot: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from werkzeug.test import Client
 
+from api_clients import client, operator_client
 from local_cloud import InProcessLambdaRuntime, LocalPlatform, StateEvent, deploy_template
 from local_cloud.lambda_runtime import RuntimeMarshalError
 
@@ -306,9 +307,14 @@ def test_state_machine_fails_when_retries_are_exhausted() -> None:
 
 
 @pytest.fixture
-def api() -> Iterator[Client]:
+def fixture_platform() -> Iterator[LocalPlatform]:
     with LocalPlatform(FIXTURE) as platform:
-        yield Client(platform.api_app())
+        yield platform
+
+
+@pytest.fixture
+def api(fixture_platform: LocalPlatform) -> Client:
+    return client(fixture_platform)
 
 
 def test_api_route_with_path_parameter(api: Client) -> None:
@@ -384,3 +390,42 @@ def test_api_rejects_bodies_over_10_mb(api: Client) -> None:
     # Then it is refused before any handler runs
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_api_default_authorizer_aws_iam_needs_a_signature_and_hands_over_the_principal(
+    fixture_platform: LocalPlatform,
+) -> None:
+    # Given an API whose default authorizer is AWS_IAM (/whoami), one route opting out (/status: Authorizer NONE)
+    unsigned, operator = client(fixture_platform), operator_client(fixture_platform)
+
+    # When each is called unsigned, then /whoami signed by the local operator (also with the stage prefix)
+    refused, opted_out = unsigned.get("/whoami"), unsigned.get("/status")
+    signed, staged = operator.get("/whoami?tag=a", headers={"X-Trace": "t1"}), operator.get("/test/whoami")
+
+    # Then the unsigned request is refused before the function runs, the opted-out route answers...
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "MISSING_AUTHENTICATION_TOKEN"
+    assert opted_out.status_code == 200
+    assert opted_out.get_json()["event"]["requestContext"]["identity"]["userArn"] is None
+    # ...and the signed ones reach it with the principal, as API Gateway's AWS_IAM hands it over
+    assert (signed.status_code, staged.status_code) == (200, 200)
+    event = signed.get_json()["event"]
+    principal = fixture_platform.operator
+    assert event["requestContext"]["identity"] | {"sourceIp": None, "userAgent": None} == {
+        "sourceIp": None,
+        "userAgent": None,
+        "apiKey": None,
+        "apiKeyId": None,
+        "accountId": "123456789012",
+        "caller": principal.user_id,
+        "user": principal.user_id,
+        "userArn": principal.arn,
+        "accessKey": principal.access_key_id,
+        "principalOrgId": None,
+        "cognitoIdentityPoolId": None,
+        "cognitoIdentityId": None,
+        "cognitoAuthenticationType": None,
+        "cognitoAuthenticationProvider": None,
+    }
+    assert event["queryStringParameters"] == {"tag": "a"}
+    assert event["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=")

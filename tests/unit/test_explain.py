@@ -197,12 +197,12 @@ def test_the_template_gives_the_explain_function_its_settings_read_only_access_a
     assert required <= set(variables)
     scoring = template["Resources"]["ScoringFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["MODEL_REFRESH_SECONDS"] == scoring["MODEL_REFRESH_SECONDS"]
-    # And it may only append to the audit trail exactly as the scoring function does, and read the registry,
+    # And it may only queue its audit records exactly as the scoring function does, and read the registry,
     # the stored features and the artifacts
     audit_statement, *policies = properties["Policies"]
     scoring_policies = template["Resources"]["ScoringFunction"]["Properties"]["Policies"]
     assert audit_statement in scoring_policies
-    assert audit_statement["Statement"][0]["Resource"] == {"Fn::GetAtt": ["AuditTable", "Arn"]}
+    assert audit_statement == {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["AuditQueue", "QueueName"]}}}
     assert [(next(iter(p)), next(iter(p.values()))) for p in policies] == [
         ("DynamoDBReadPolicy", {"TableName": {"Ref": "ModelRegistryTable"}}),
         ("DynamoDBReadPolicy", {"TableName": {"Ref": "FeatureStoreTable"}}),

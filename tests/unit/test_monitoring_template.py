@@ -69,6 +69,10 @@ AWS_METRICS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "AWS/Lambda": (frozenset({"Errors", "Throttles", "ConcurrentExecutions"}), frozenset({"FunctionName"})),
     "AWS/ApiGateway": (frozenset({"5XXError", "4XXError", "Latency"}), frozenset({"ApiName", "Stage"})),
     "AWS/States": (frozenset({"ExecutionsFailed", "ExecutionsTimedOut"}), frozenset({"StateMachineArn"})),
+    "AWS/SQS": (
+        frozenset({"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}),
+        frozenset({"QueueName"}),
+    ),
 }
 
 

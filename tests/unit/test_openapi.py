@@ -10,7 +10,14 @@ from openapi_spec_validator import validate
 
 from helpers import load_template
 from local_cloud.api_server import api_events
-from local_cloud.openapi import DOCUMENT_PATH, ERROR_SCHEMA_REF, SECURITY_SCHEME, build_document, render
+from local_cloud.openapi import (
+    DOCUMENT_PATH,
+    ERROR_SCHEMA_REF,
+    SECURITY_SCHEME,
+    SIGV4_SECURITY_SCHEME,
+    build_document,
+    render,
+)
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
@@ -64,21 +71,35 @@ def test_every_template_route_is_documented_and_nothing_else(document: dict[str,
     assert documented - routes == set(), "documented operations that template.yaml does not route"
 
 
-def test_api_key_is_required_on_every_operation_but_health(document: dict[str, Any]) -> None:
-    # Given the template's API key requirement per route (PlatformApi Auth, Health overriding it)
-    required = {(event.method, event.path): event.api_key_required for event in api_events(load_template())}
+def test_each_operation_needs_the_api_key_or_a_sigv4_signature_as_the_template_says(document: dict[str, Any]) -> None:
+    # Given the template's API key requirement and authorizer per route (PlatformApi Auth, events overriding it)
+    events = api_events(load_template())
+    required = {(event.method, event.path): event.api_key_required for event in events}
+    signed = {(event.method, event.path): event.authorizer == "AWS_IAM" for event in events}
     assert required[("get", "/health")] is False
-    assert sum(required.values()) == len(required) - 1
+    assert signed[("get", "/health")] is False
+    assert not any(required[route] and signed[route] for route in required)
 
-    # When the document's security scheme and requirements are read
-    scheme = document["components"]["securitySchemes"][SECURITY_SCHEME]
+    # When the document's security schemes and requirements are read
+    schemes = document["components"]["securitySchemes"]
 
-    # Then the scheme is the x-api-key header, required exactly where the template requires it
-    assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "x-api-key"}
+    # Then the schemes are the x-api-key header and SigV4 (API Gateway's awsSigv4 Authorization header)...
+    key_scheme, signature_scheme = schemes[SECURITY_SCHEME], schemes[SIGV4_SECURITY_SCHEME]
+    assert key_scheme == {**key_scheme, "type": "apiKey", "in": "header", "name": "x-api-key"}
+    assert signature_scheme == {
+        **signature_scheme,
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "x-amazon-apigateway-authtype": "awsSigv4",
+    }
+    # ...each required exactly where the template requires it, with a 403 where either is
     for key, operation in _operations(document).items():
         expected = [{SECURITY_SCHEME: []}] if required[key] else []
+        if signed[key]:
+            expected = [{SIGV4_SECURITY_SCHEME: []}]
         assert operation["security"] == expected, key
-        assert ("403" in operation["responses"]) is required[key], key
+        assert ("403" in operation["responses"]) is (required[key] or signed[key]), key
 
 
 def test_every_error_response_is_the_error_shape(document: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ SCORING_ENV = {
     "MODEL_NAME": "churn",
     "REGISTRY_TABLE": "registry",
     "ARTIFACT_BUCKET": "artifacts",
-    "AUDIT_TABLE": "audit",
+    "AUDIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/audit",
 }
 
 

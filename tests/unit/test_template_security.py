@@ -112,24 +112,125 @@ def test_every_table_has_point_in_time_recovery_and_encryption() -> None:
         assert table["SSESpecification"]["SSEEnabled"] is True, name
 
 
-def test_every_route_but_health_requires_an_api_key_of_a_throttled_usage_plan() -> None:
+OPERATOR_ROUTES = {
+    ("/models/{version}/approve", "post"),
+    ("/models/{version}/reject", "post"),
+    ("/models/{version}/rollback", "post"),
+    ("/experiments", "post"),
+    ("/experiments/{experiment_id}/stop", "post"),
+    ("/features/{customer_id}", "delete"),
+    ("/audit", "get"),
+    ("/audit/verify", "get"),
+}
+
+
+def test_operator_routes_need_aws_iam_and_client_routes_an_api_key() -> None:
     # Given the API's OpenAPI body as SAM generates it
     (api,) = _resources("AWS::ApiGateway::RestApi").values()
     body = api["Body"]
     assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert body["securityDefinitions"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
 
     # When each operation's security is read
-    security = {(path, method): op.get("security") for path, ops in body["paths"].items() for method, op in ops.items()}
+    operations = {(path, method): op for path, ops in body["paths"].items() for method, op in ops.items()}
+    security = {route: op.get("security") for route, op in operations.items()}
 
-    # Then only GET /health is open, and the key belongs to a usage plan with throttling and a quota
+    # Then the operator actions take only a SigV4 signature (no key), API Gateway invoking the function under its
+    # own permission (not the caller's credentials), every other route but GET /health takes only a key
     assert len(security) == len(api_events(load_template()))
-    open_routes = {route for route, required in security.items() if required != [{"api_key": []}]}
-    assert open_routes == {("/health", "get")}
-    (plan,) = _resources("AWS::ApiGateway::UsagePlan").values()
-    assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"}
-    assert plan["Quota"]["Period"] == "DAY"
-    (plan_key,) = _resources("AWS::ApiGateway::UsagePlanKey").values()
-    assert plan_key["KeyType"] == "API_KEY"
+    assert {route for route, required in security.items() if required == [{"AWS_IAM": []}]} == OPERATOR_ROUTES
+    assert all("credentials" not in operations[route]["x-amazon-apigateway-integration"] for route in OPERATOR_ROUTES)
+    keyed = {route for route, required in security.items() if required == [{"api_key": []}]}
+    assert keyed == set(security) - OPERATOR_ROUTES - {("/health", "get")}
+    assert security[("/health", "get")] in (None, [])
+
+
+def test_each_client_has_its_own_key_and_throttled_usage_plan() -> None:
+    # Given the usage plans and their keys
+    plans = _resources("AWS::ApiGateway::UsagePlan")
+    plan_keys = _resources("AWS::ApiGateway::UsagePlanKey")
+    # Then each client's plan throttles and caps its own key, from its own parameters, on the API's stage
+    assert set(plans) == {"RetentionAppUsagePlan", "SupportDeskUsagePlan"}
+    for name, plan in plans.items():
+        client = name.removesuffix("UsagePlan")
+        assert plan["Throttle"] == {
+            "RateLimit": {"Ref": f"{client}RateLimit"},
+            "BurstLimit": {"Ref": f"{client}BurstLimit"},
+        }
+        assert plan["Quota"] == {"Limit": {"Ref": f"{client}DailyQuota"}, "Period": "DAY"}
+        assert plan["ApiStages"] == [{"ApiId": {"Ref": "PlatformApi"}, "Stage": {"Ref": "PlatformApiv1Stage"}}]
+    assert {(k["KeyId"]["Ref"], k["UsagePlanId"]["Ref"]) for k in plan_keys.values()} == {
+        ("RetentionAppApiKey", "RetentionAppUsagePlan"),
+        ("SupportDeskApiKey", "SupportDeskUsagePlan"),
+    }
+    assert {"RetentionAppApiKeyId", "SupportDeskApiKeyId"} <= set(_expanded()["Outputs"])
+
+
+_AUDIT_TABLE_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+
+
+def _audit_table_actions(role: str) -> set[str]:
+    """The actions a role's statements allow on the audit table (or its indexes)."""
+    actions: set[str] = set()
+    for name, statement in _statements():
+        if name == role and any("AuditTable" in _references(r) for r in _as_list(statement["Resource"])):
+            actions |= set(_as_list(statement["Action"]))
+    return actions
+
+
+def test_attack_only_the_audit_writer_role_can_write_the_audit_table() -> None:
+    # Given every role of the expanded template (each function's and each state machine's)
+    roles = _resources("AWS::IAM::Role")
+    # When the actions each one may take on the audit table are read
+    writers = {role for role in roles if _audit_table_actions(role) & _AUDIT_TABLE_WRITES}
+    # Then the audit writer's role is the only one that may write it, and it may not delete
+    assert writers == {"AuditWriterFunctionRole"}
+    assert not _audit_table_actions("AuditWriterFunctionRole") & {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    # And every other role may at most read it: a scoring role that tries to write is denied by its policy
+    for role in roles:
+        assert (
+            not _audit_table_actions(role)
+            - {
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:BatchGetItem",
+                "dynamodb:Scan",
+                "dynamodb:DescribeTable",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:PartiQLSelect",
+            }
+            - (_AUDIT_TABLE_WRITES if role == "AuditWriterFunctionRole" else set())
+        ), role
+    assert _audit_table_actions("ScoringFunctionRole") == set()
+
+
+def test_every_function_that_audits_may_only_send_to_the_audit_queue() -> None:
+    # Given the roles that may send to the audit queue
+    senders = {
+        role
+        for role, statement in _statements()
+        if any(a.startswith("sqs:SendMessage") for a in _as_list(statement["Action"]))
+        and any("AuditQueue" in _references(r) for r in _as_list(statement["Resource"]))
+    }
+    # Then the request paths and the steps that audit are among them, the writer is not (it only drains)
+    assert {"ScoringFunctionRole", "ExplainFunctionRole", "ModelsFunctionRole", "AuditDigestFunctionRole"} <= senders
+    assert "AuditWriterFunctionRole" not in senders
+    (mapping,) = _resources("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["FunctionName"] == {"Ref": "AuditWriterFunction"}
+    queue = _resources("AWS::SQS::Queue")["AuditQueue"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["AuditDeadLetterQueue", "Arn"]}
+    alarm = _resources("AWS::CloudWatch::Alarm")["AuditDeadLetterAlarm"]
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["AuditDeadLetterQueue", "QueueName"]}}
+    ]
+
+
+def test_the_digest_bucket_locks_every_digest_in_compliance_mode() -> None:
+    bucket = _resources("AWS::S3::Bucket")["AuditBucket"]
+    assert bucket["ObjectLockEnabled"] is True
+    retention = bucket["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+    assert retention == {"Mode": "COMPLIANCE", "Days": {"Ref": "AuditDigestRetentionDays"}}
 
 
 def test_gateway_refusals_use_the_api_error_shape() -> None:

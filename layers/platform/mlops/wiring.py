@@ -1,7 +1,7 @@
 """The one place where a function's settings become AWS clients, stores and the services built on them.
 
 A handler module creates one `Wiring` for its settings model at import time and asks it for what it needs
-(`wiring.registry`, `wiring.audit_trail("scoring")`, `wiring.prediction_service`). Nothing is built and no
+(`wiring.registry`, `wiring.audit_log`, `wiring.prediction_service`). Nothing is built and no
 environment variable is read until the first invocation asks, and everything is then built once per execution
 environment: the module's lifetime, which is exactly Lambda's (a new environment imports the module afresh).
 
@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 
 from mlops.audit.events import audit_trail
+from mlops.audit.queue import AuditQueue
 from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.settings import FunctionSettings, load_settings
@@ -53,7 +54,6 @@ class Wiring[SettingsT: FunctionSettings]:
     def __init__(self, settings_type: type[SettingsT]) -> None:
         self._settings_type = settings_type
         self._clients: dict[tuple[str, int], Any] = {}
-        self._audit_trails: dict[str, AuditTrail] = {}
 
     @cached_property
     def settings(self) -> SettingsT:
@@ -108,12 +108,15 @@ class Wiring[SettingsT: FunctionSettings]:
         bucket = getattr(self.settings, "feature_store_bucket", None)
         return OfflineFeatureStore(bucket, self.s3) if bucket else None
 
-    def audit_trail(self, writer: str) -> AuditTrail:
-        """This environment's own chain of the audit table for `writer` (one chain per writer and environment)."""
-        if writer not in self._audit_trails:
-            table = self.settings.audit_table  # type: ignore[attr-defined]
-            self._audit_trails[writer] = audit_trail(table, self.dynamodb, writer=writer)
-        return self._audit_trails[writer]
+    @cached_property
+    def audit_log(self) -> AuditQueue:
+        """Where this function's audit records go: the audit queue, which the audit writer drains."""
+        return AuditQueue(self.settings.audit_queue_url, self.client("sqs", _STANDARD_RETRIES))  # type: ignore[attr-defined]
+
+    @cached_property
+    def audit_chain(self) -> AuditTrail:
+        """The audit writer's own chain of the audit table (one chain per execution environment)."""
+        return audit_trail(self.settings.audit_table, self.dynamodb, writer="audit-writer")  # type: ignore[attr-defined]
 
     @cached_property
     def outcome_log(self) -> OutcomeLog:
@@ -180,7 +183,7 @@ class Wiring[SettingsT: FunctionSettings]:
             registry=self.registry,
             lookup=self.feature_lookup,
             experiments=self.experiment_provider,
-            audit=self.audit_trail("scoring"),
+            audit=self.audit_log,
             capture=self.inference_capture,
         )
 
@@ -188,20 +191,20 @@ class Wiring[SettingsT: FunctionSettings]:
     def explanation_service(self) -> ExplanationService:
         from mlops.serving.explain import ExplanationService
 
-        return ExplanationService(self.explainable_model_provider, self.feature_lookup, self.audit_trail("explain"))
+        return ExplanationService(self.explainable_model_provider, self.feature_lookup, self.audit_log)
 
     @cached_property
     def feature_service(self) -> FeatureStoreService:
         lookup = self.feature_lookup
         if lookup is None:  # unreachable for FeaturesApiSettings, which requires FEATURE_STORE_TABLE
             raise RuntimeError("FEATURE_STORE_TABLE is not set")
-        return FeatureStoreService(lookup, self.audit_trail("features"))
+        return FeatureStoreService(lookup, self.audit_log)
 
     @cached_property
     def experiment_service(self) -> ExperimentService:
         from mlops.experiments.service import ExperimentService
 
-        return ExperimentService(self.experiment_store, self.audit_trail("experiments"))
+        return ExperimentService(self.experiment_store, self.audit_log)
 
     @cached_property
     def model_monitor(self) -> ModelMonitor:

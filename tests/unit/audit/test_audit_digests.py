@@ -70,8 +70,12 @@ def test_a_consistent_tail_rewrite_is_caught_against_the_digest(aws: dict[str, A
         document["record_hash"] = previous_hash = attacker_hash(document)
         write_document(dynamodb, sequence, document)
     set_head(dynamodb, 8, previous_hash)
-    # Then the chain alone looks intact, but not against the digests
-    assert trail.verify().valid
+    # Then records and head agree, but record 7 is not what the writer sealed with its event's marker
+    alone = trail.verify().first_broken
+    assert alone is not None
+    assert (alone.sequence, alone.reason) == (7, "modified")
+    assert "the record was rewritten" in alone.detail
+    # And against the digests, the rewrite shows between the digested records 6 and 8
     broken = trail.verify(digest_s3_client=s3, bucket=BUCKET).first_broken
     assert broken is not None
     assert (broken.sequence, broken.reason) == (8, "modified")

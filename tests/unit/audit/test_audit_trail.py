@@ -102,7 +102,7 @@ class Recording:
         return call
 
 
-def test_appending_n_records_takes_n_conditional_puts_and_no_transaction(aws: dict[str, Any]) -> None:
+def test_appending_n_records_takes_n_transactions_of_a_record_and_its_event_marker(aws: dict[str, Any]) -> None:
     # Given a trail on a new writer chain, in a table that already holds another chain
     AuditTrail(TABLE, aws["dynamodb"], chain="other").append_many([event(i) for i in range(3)])
     client = Recording(aws["dynamodb"])
@@ -111,14 +111,32 @@ def test_appending_n_records_takes_n_conditional_puts_and_no_transaction(aws: di
     for i in range(5):
         trail.append(event(i))
     trail.append_many([event(i) for i in range(5, 10)])
-    # Then: one registry put, one read of the newest record (first use), one put per record, one head update per
-    # call, and nothing else (no transaction, no head read)
-    assert Counter(client.calls) == {"put_item:other": 1, "query": 1, "put_item:record": 10, "update_item": 6}
-    assert client.calls[:3] == ["put_item:other", "query", "put_item:record"]
+    # Then: one registry put, one read of the newest record (first use), one transaction per record (the record
+    # and its event's marker), one head update per call, and nothing else (no head read)
+    assert Counter(client.calls) == {"put_item:other": 1, "query": 1, "transact_write_items": 10, "update_item": 6}
+    assert client.calls[:3] == ["put_item:other", "query", "transact_write_items"]
     assert trail.verify().valid
 
 
-# ---------------------------------------------------------------------- chains per writer
+def test_an_event_already_recorded_is_skipped_in_any_chain(aws: dict[str, Any]) -> None:
+    # Given an event recorded by one writer's chain
+    repeated, others = event(1), [event(2), event(3)]
+    first = AuditTrail(TABLE, aws["dynamodb"], chain=writer_chain("audit-writer"))
+    recorded = first.append(repeated)
+    # When the same event (a redelivered message) reaches the same and another writer, among new events
+    again = first.append(repeated)
+    second = AuditTrail(TABLE, aws["dynamodb"], chain=writer_chain("audit-writer"))
+    appended = second.append_many([others[0], repeated, others[1]])
+    # Then it is recorded once: the repeats are skipped, the other events appended, every chain intact
+    assert recorded is not None
+    assert again is None
+    assert [r.event for r in appended] == others
+    assert [r.sequence for r in appended] == [1, 2]
+    assert record_count(aws["dynamodb"], first.chain) + record_count(aws["dynamodb"], second.chain) == 3
+    assert first.verify().valid
+    assert second.verify().valid
+
+
 def test_writer_chains_are_distinct_registered_and_listed(aws: dict[str, Any]) -> None:
     # Given two writers, each on its own chain, and an idle trail object that never appended
     first, second = writer_chain("scoring"), writer_chain("scoring")

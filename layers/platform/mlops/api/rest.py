@@ -29,6 +29,7 @@ from mlops.core.errors import (
     FeatureGroupConflictError,
     FeatureStoreUnavailableError,
     FeatureValidationError,
+    ForbiddenError,
     InvalidRequestError,
     InvalidTransitionError,
     ModelNotFoundError,
@@ -40,6 +41,7 @@ from mlops.core.observability import logger
 _DOMAIN_ERRORS: dict[type[DomainError], tuple[HTTPStatus, str]] = {
     FeatureValidationError: (HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error"),
     InvalidRequestError: (HTTPStatus.BAD_REQUEST, "invalid_request"),
+    ForbiddenError: (HTTPStatus.FORBIDDEN, "forbidden"),
     ModelNotFoundError: (HTTPStatus.NOT_FOUND, "model_not_found"),
     InvalidTransitionError: (HTTPStatus.CONFLICT, "invalid_transition"),
     DeploymentConflictError: (HTTPStatus.CONFLICT, "deployment_conflict"),
@@ -187,6 +189,21 @@ def caller_identity(app: APIGatewayRestResolver) -> str:
     """Who made the request, as API Gateway authenticated it (IAM principal or API key id), for audit records."""
     identity = app.current_event.request_context.identity
     return identity.user_arn or identity.api_key_id or identity.caller or "anonymous"
+
+
+def operator_identity(app: APIGatewayRestResolver) -> str:
+    """The IAM principal (ARN) that signed an operator request, as API Gateway's AWS_IAM authorization verified it.
+
+    Operator routes are AWS_IAM in the template, so API Gateway never invokes them unsigned; refusing a request
+    without a principal anyway keeps a route that were ever misconfigured (no authorizer) from acting anonymously
+    or in an API key's name.
+    """
+    user_arn = app.current_event.request_context.identity.user_arn
+    if not user_arn:
+        raise ForbiddenError(
+            field="Authorization", message="this operation needs a request signed by an IAM principal (SigV4)"
+        )
+    return user_arn
 
 
 def request_id(app: APIGatewayRestResolver) -> str:

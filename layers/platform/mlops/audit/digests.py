@@ -4,8 +4,11 @@ A digest, `<prefix>/<chain>/<last sequence, 12 digits>.json`, pins a chain's new
 names the digest before it with the SHA-256 of its bytes, so the digests of a chain form a chain of their own.
 The records alone cannot show a tail rewritten consistently (hashes recomputed, head moved along); the digest
 written before the rewrite does (`mlops.audit.verification`). A digest is written once (a conditional put) and
-only for an intact chain. The hourly job (`write_digests`) digests every registered chain; keep the bucket
-versioned with Object Lock so that digests themselves cannot be removed.
+only for an intact chain, into a bucket under S3 Object Lock (compliance mode), so it cannot be overwritten or
+deleted before its retention ends. The hourly job (`write_digests`) digests every registered chain and records
+each new digest (its key and SHA-256) in the audit trail itself (`digest_event`, through the audit queue): the
+newest digest of each chain is then kept where neither the digest job nor any writer of records can change it,
+and verify notices when the newest digests are deleted.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlops.audit.integrity import ChainWalker
-from mlops.audit.records import HEX64, AuditRecord, compute_hash
+from mlops.audit.integrity import ChainWalker, marker_break
+from mlops.audit.records import HEX64, AuditEvent, AuditEventType, AuditRecord, compute_hash
 from mlops.audit.table import SEQ_DIGITS, ChainTable, RetryingDynamoDB, position, registered_chains
 from mlops.core import retries
 from mlops.core.canonical_json import canonical_dumps
@@ -56,6 +59,7 @@ class DigestRun(BaseModel):
     """What one run of the digest job did: the digests it wrote (their keys) and the broken chains it refused."""
 
     written: list[str] = Field(default_factory=list)
+    digests: list[DigestRef] = Field(default_factory=list, description="each chain's newest digest, written or kept")
     refusals: dict[str, str] = Field(default_factory=dict, description="refused chain -> why it is broken")
 
     @property
@@ -83,10 +87,31 @@ def write_digests(
         if chain.newest().sequence == 0:
             continue  # nothing to pin yet
         try:
-            run.written.append(write_digest(chain, s3_client, bucket, prefix, clock=clock).key)
+            ref = write_digest(chain, s3_client, bucket, prefix, clock=clock)
         except AuditIntegrityError as error:  # never vouch for a broken chain; keep digesting the others
             run.refusals[name] = error.message
+            continue
+        run.written.append(ref.key)
+        run.digests.append(ref)
     return run
+
+
+def digest_entity(chain: str) -> str:
+    """The audit entity of a chain's digests: `audit_chain:<chain>`."""
+    return f"audit_chain:{chain}"
+
+
+def digest_event(ref: DigestRef, actor: str) -> AuditEvent:
+    """The audit record of a digest written: which chain, which object, its SHA-256 and the sequence it attests.
+    Its `event_id` derives from the digest's key, so a digest recorded again (every hourly run records each
+    chain's newest) is written to the trail once."""
+    return AuditEvent(
+        event_type=AuditEventType.AUDIT_DIGEST,
+        entity=digest_entity(ref.digest.chain),
+        actor=actor,
+        event_id=hashlib.sha256(f"{ref.bucket}/{ref.key}".encode()).hexdigest()[:32],
+        details={"key": ref.key, "sha256": ref.sha256, "last_sequence": ref.digest.last_sequence},
+    )
 
 
 def write_digest(
@@ -99,8 +124,9 @@ def write_digest(
 ) -> DigestRef:
     """Write `<prefix>/<chain>/<last sequence>.json` attesting the newest record, chained to the last digest.
 
-    The record the previous digest attested must still hold its hash, and the records since must be intact
-    and link to it, so a digest never vouches for a chain already broken; the head item must not be ahead
+    The record the previous digest attested must still hold its hash, and the records since must be intact,
+    link to it and match the markers the writer sealed their events with, so a digest never vouches for a chain
+    already broken; the head item must not be ahead
     of the records or disagree with them. Nothing new since the last digest: it is returned as is. Digests
     must be written by one scheduled writer.
     """
@@ -114,12 +140,16 @@ def write_digest(
         walker = ChainWalker(chain.chain, previous.digest.last_sequence, previous.digest.head_hash)
     start = walker.last_sequence
     hash_at_head: str | None = None
+    sealed = []
     for item in items:
         broken = walker.check(item)
         if broken is not None:
             raise AuditIntegrityError(field="chain", message=f"{broken.reason}: {broken.detail}; no digest written")
         if head is not None and walker.last_sequence == head.sequence:
             hash_at_head = walker.previous_hash
+        sealed.append(walker.sealed())
+    if (broken := marker_break(chain, sealed)) is not None:  # a tail rewritten consistently since the last digest
+        raise AuditIntegrityError(field="chain", message=f"{broken.reason}: {broken.detail}; no digest written")
     if walker.last_sequence == 0:
         raise InvalidRequestError(field="chain", message=f"chain {chain.chain} has no records to digest")
     if head is not None and head.sequence > walker.last_sequence:

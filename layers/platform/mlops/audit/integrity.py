@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mlops.audit.records import GENESIS_HASH, AuditRecord, compute_hash
-from mlops.audit.table import Head, index_attributes, item_sort_key, position, record_attributes
+from mlops.audit.table import ChainTable, Head, Marker, index_attributes, item_sort_key, position, record_attributes
 
 
 class BreakReason(StrEnum):
@@ -23,6 +23,7 @@ class BreakReason(StrEnum):
     REORDERED = "reordered"  # an intact record stored at another position (or chain) than its own
     HEAD_MISMATCH = "head_mismatch"  # the head item disagrees with the record at its sequence
     DIGEST_MISMATCH = "digest_mismatch"  # a digest in S3 was altered, removed from the middle, or is malformed
+    DIGEST_MISSING = "digest_missing"  # a digest the trail recorded is no longer in S3 (the newest ones deleted)
     UNREGISTERED = "unregistered"  # a chain with records or digests is missing from the chain registry
 
 
@@ -40,6 +41,12 @@ class ChainWalker:
         self.last_sequence = last_sequence
         self.previous_hash = previous_hash
         self.checked = 0
+        self.last_event_id: str | None = None  # the event of the last good record
+
+    def sealed(self) -> tuple[str, Marker]:
+        """The last good record's event, and where and how it sits in the chain (to compare with its marker)."""
+        marker = Marker(chain=self.chain, sequence=self.last_sequence, record_hash=self.previous_hash)
+        return str(self.last_event_id), marker
 
     def check(self, item: Mapping[str, Any]) -> BrokenLink | None:
         expected = self.last_sequence + 1
@@ -80,7 +87,30 @@ class ChainWalker:
             return _broken(at, BreakReason.MODIFIED, "top-level attributes disagree with the document")
         self.last_sequence = at
         self.previous_hash = record.record_hash
+        self.last_event_id = record.event.event_id
         return None
+
+
+def marker_break(chain: ChainTable, sealed: list[tuple[str, Marker]]) -> BrokenLink | None:
+    """The first record that is not where, or not what, the writer recorded with its event when it appended it:
+    a tail rewritten consistently after the last digest (hashes recomputed, head moved) is caught here."""
+    markers = chain.event_markers([event_id for event_id, _ in sealed])
+    for event_id, found in sealed:
+        marker = markers.get(event_id)
+        if marker is None:
+            return BrokenLink(
+                sequence=found.sequence,
+                reason=BreakReason.MODIFIED,
+                detail=f"record {found.sequence}: its event {event_id} was never recorded by the audit writer",
+            )
+        if marker != found:
+            return BrokenLink(
+                sequence=found.sequence,
+                reason=BreakReason.MODIFIED,
+                detail=f"record {found.sequence}: the writer sealed event {event_id} as record {marker.sequence} of "
+                f"{marker.chain} with another hash; the record was rewritten",
+            )
+    return None
 
 
 def _broken(sequence: int, reason: BreakReason, detail: str) -> BrokenLink:

@@ -44,6 +44,7 @@ class AuditEventType(StrEnum):
     EXPERIMENT_CHANGED = "experiment_changed"
     FEATURE_DELETION = "feature_deletion"
     PILOT_RUN = "pilot_run"
+    AUDIT_DIGEST = "audit_digest"
 
 
 class AuditEvent(BaseModel):

@@ -8,6 +8,9 @@ Item layout (one table, it may be shared; string keys `pk`, `sk`):
 - head: `pk = AUDIT#<chain>`, `sk = HEAD`, with `sequence`, `record_hash` and `updated_at` of the newest record
   (as far as the writers got to tell it: a hint, see `mlops.audit.trail`).
 - registry: `pk = AUDIT_CHAINS`, `sk = <chain>`, with `chain` and `registered_at`.
+- event marker: `pk = AUDIT_EVENT#<event_id>`, `sk = EVENT`, with the `chain`, `sequence` and `record_hash` of the
+  event's record, written in the same transaction as the record, so an event is recorded once (see
+  `mlops.audit.trail`), and a record rewritten later no longer matches what was recorded with its event.
 
 Indexes (`AUDIT_TABLE_INDEXES`; string keys, projection ALL - `document` is all the queries read):
 `by_type` (HASH `type_pk`, RANGE `occurred_at`), `by_entity` (HASH `entity_pk`, RANGE `occurred_at`) and
@@ -43,6 +46,9 @@ SEQ_DIGITS = 12
 LAST_SEQUENCE = 10**SEQ_DIGITS - 1
 CHAIN_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CONDITION_FAILED = "ConditionalCheckFailedException"
+TRANSACTION_CANCELED = "TransactionCanceledException"
+EVENT_MARKER_PREFIX = "AUDIT_EVENT#"
+EVENT_MARKER_SK = "EVENT"
 BY_TYPE_INDEX = "by_type"
 BY_ENTITY_INDEX = "by_entity"
 BY_DAY_INDEX = "by_day"
@@ -68,6 +74,25 @@ class Head(BaseModel):
 
 
 EMPTY_HEAD = Head(sequence=0, record_hash=GENESIS_HASH)
+
+
+class Marker(BaseModel):
+    """Where the writer appended an event, and the hash of the record it sealed it into."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chain: str
+    sequence: int
+    record_hash: str
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> Marker | None:
+        try:
+            return cls(
+                chain=item["chain"]["S"], sequence=int(item["sequence"]["N"]), record_hash=item["record_hash"]["S"]
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 def sequence_sort_key(sequence: int) -> str:
@@ -180,6 +205,28 @@ class ChainTable:
         """The whole item that stores `record`."""
         return {**self.key(sequence_sort_key(record.sequence)), **record_attributes(record)}
 
+    def append_items(self, record: AuditRecord) -> list[dict[str, Any]]:
+        """The transaction that appends a record: its slot must be free and its event not yet recorded."""
+        marker = {
+            "pk": {"S": f"{EVENT_MARKER_PREFIX}{record.event.event_id}"},
+            "sk": {"S": EVENT_MARKER_SK},
+            "chain": {"S": self.chain},
+            "sequence": {"N": str(record.sequence)},
+            "record_hash": {"S": record.record_hash},
+        }
+        condition = "attribute_not_exists(pk)"
+        return [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self.item(record),
+                    "ConditionExpression": condition,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            {"Put": {"TableName": self.table_name, "Item": marker, "ConditionExpression": condition}},
+        ]
+
     def record_items(self, first: int = 1, last: int = LAST_SEQUENCE) -> Iterator[dict[str, Any]]:
         """Raw record items in key order, one consistent DynamoDB page at a time."""
         request: dict[str, Any] = {
@@ -199,6 +246,24 @@ class ChainTable:
             start_key = response.get("LastEvaluatedKey")
             if start_key is None:
                 return
+
+    def event_markers(self, event_ids: list[str]) -> dict[str, Marker]:
+        """The markers of these events (consistent reads, 100 a call), by event id; absent ones are left out."""
+        markers: dict[str, Marker] = {}
+        for start in range(0, len(event_ids), 100):
+            keys = [
+                {"pk": {"S": f"{EVENT_MARKER_PREFIX}{event_id}"}, "sk": {"S": EVENT_MARKER_SK}}
+                for event_id in dict.fromkeys(event_ids[start : start + 100])
+            ]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.dynamo.call("batch_get_item", RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    marker = Marker.of(item)
+                    if marker is not None:
+                        markers[item["pk"]["S"].removeprefix(EVENT_MARKER_PREFIX)] = marker
+                request = response.get("UnprocessedKeys") or {}
+        return markers
 
     def record_item(self, sequence: int) -> dict[str, Any] | None:
         """The raw item at `sequence` (consistent read), None if the slot is free."""

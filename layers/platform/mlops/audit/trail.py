@@ -7,12 +7,18 @@ chain may still have several writers (they then take turns, see "Appending"). Ea
 `verify_chains` checks them all.
 
 Appending: the sequence slot is the lock. A writer seals the next record from the newest record it knows
-(sequence n+1, previous_hash = hash of n) and writes it with one PutItem conditioned on the slot being free. If
-another writer took the slot, it reads the chain's newest record (a Query, newest first, Limit 1), re-seals
-after it and tries again (bounded, jittered backoff). A slot is written once and slot n+1 only after slot n, so a
-chain can neither fork nor get a gap, and no transaction is needed. After the records, the head item is moved
-forward best-effort (an UpdateItem that never moves it back); a failed head update does not fail the append.
-A trail object caches the newest record it knows: a fresh object learns it from the records, never from the head.
+(sequence n+1, previous_hash = hash of n) and writes it in one transaction of two conditional puts: the record,
+conditioned on the slot being free, and the event's marker (`AUDIT_EVENT#<event_id>`), conditioned on the event
+never having been recorded. If another writer took the slot, it reads the chain's newest record (a Query, newest
+first, Limit 1), re-seals after it and tries again (bounded, jittered backoff). A slot is written once and slot
+n+1 only after slot n, so a chain can neither fork nor get a gap. An event whose marker exists is skipped: a
+queued event delivered twice (`mlops.audit.queue`) is recorded once, in whichever chain took it first. After
+the records, the head item is moved forward best-effort (an UpdateItem that never moves it back); a failed head
+update does not fail the append. A trail object caches the newest record it knows: a fresh object learns it
+from the records, never from the head.
+
+Only the audit writer function appends (its role is the only one allowed to write the table); every other
+function queues its events.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from mlops.audit.records import AuditEvent, AuditRecord, seal
 from mlops.audit.table import (
     CONDITION_FAILED,
     HEAD_SK,
+    TRANSACTION_CANCELED,
     ChainTable,
     Head,
     RetryingDynamoDB,
@@ -91,12 +98,15 @@ class AuditTrail:
         return registered_chains(table_name, RetryingDynamoDB(dynamodb_client, max_attempts, sleep))
 
     # ------------------------------------------------------------------ appending
-    def append(self, event: AuditEvent) -> AuditRecord:
-        """Seal one event into the chain and store it (one conditional PutItem); returns the stored record."""
-        return self.append_many([event])[0]
+    def append(self, event: AuditEvent) -> AuditRecord | None:
+        """Seal one event into the chain and store it (one transaction); returns the stored record, or None when
+        the event was already recorded (by this chain or another)."""
+        appended = self.append_many([event])
+        return appended[0] if appended else None
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
-        """Seal events into the chain in the given order, one conditional PutItem each, and return the records.
+        """Seal events into the chain in the given order, one transaction each, and return the records stored
+        (events already recorded are skipped).
 
         Not atomic: each record links to the one before it and slot n+1 is only written once slot n is, so a
         failure midway leaves a valid prefix (no gap), and the error says how many events were appended. Other
@@ -112,7 +122,8 @@ class AuditTrail:
         appended: list[AuditRecord] = []
         try:
             for event in events:
-                appended.append(self._append_one(event))
+                if (record := self._append_one(event)) is not None:
+                    appended.append(record)
         except AuditUnavailableError as error:
             if not appended:
                 raise
@@ -125,24 +136,22 @@ class AuditTrail:
                 self._advance_head(appended[-1])
         return appended
 
-    def _append_one(self, event: AuditEvent) -> AuditRecord:
+    def _append_one(self, event: AuditEvent) -> AuditRecord | None:
         head = self._known_head or self._read_latest()
         record = seal(self.chain, head.sequence + 1, event, self._now(), head.record_hash)
         failures = conflicts = 0
         ambiguous = False  # an attempt at this slot may have been applied although its response was lost
         while True:
             try:
-                self._ddb.put_item(
-                    TableName=self.table_name,
-                    Item=self._table.item(record),
-                    ConditionExpression="attribute_not_exists(pk)",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+                self._ddb.transact_write_items(TransactItems=self._table.append_items(record))
                 break
             except (ClientError, BotoCoreError) as error:
-                if retries.error_code(error) == CONDITION_FAILED:
-                    if self._slot_holds(record, error):
-                        break  # our own earlier attempt, whose response was lost: appending again would duplicate
+                slot_taken, recorded = _cancellation(error)
+                if slot_taken and self._slot_holds(record, error):
+                    break  # our own earlier attempt, whose response was lost: appending again would duplicate
+                if recorded:
+                    return None  # the event is already in the trail (a redelivered message): recorded once
+                if slot_taken:
                     conflicts += 1  # another writer took the slot (so no earlier attempt of ours landed)
                     if conflicts == self._max_attempts:
                         raise AuditUnavailableError(
@@ -155,7 +164,9 @@ class AuditTrail:
                     record = seal(self.chain, head.sequence + 1, event, self._now(), head.record_hash)
                     failures, ambiguous = 0, False
                     continue
-                kind = retries.transient_kind(error)
+                kind = (
+                    "rejected" if retries.error_code(error) == TRANSACTION_CANCELED else retries.transient_kind(error)
+                )
                 if kind is None:
                     raise
                 failures += 1
@@ -172,7 +183,8 @@ class AuditTrail:
 
     def _slot_holds(self, record: AuditRecord, error: BaseException) -> bool:
         """Whether the slot the record was meant for already holds exactly this record."""
-        item = error.response.get("Item") if isinstance(error, ClientError) else None
+        reasons = error.response.get("CancellationReasons") if isinstance(error, ClientError) else None
+        item = reasons[0].get("Item") if reasons else None
         if item is None:  # older endpoints do not return the item that failed the condition
             item = self._table.record_item(record.sequence)
         try:
@@ -232,3 +244,12 @@ class AuditTrail:
 
     def _now(self) -> str:
         return timestamp_at(self._clock())
+
+
+def _cancellation(error: BaseException) -> tuple[bool, bool]:
+    """For a cancelled append transaction: (the slot was taken, the event was already recorded)."""
+    if not isinstance(error, ClientError) or retries.error_code(error) != TRANSACTION_CANCELED:
+        return False, False
+    codes = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+    failed = [code == "ConditionalCheckFailed" for code in codes] + [False, False]
+    return failed[0], failed[1]

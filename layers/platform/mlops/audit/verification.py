@@ -16,9 +16,26 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mlops.audit.digests import DEFAULT_DIGEST_PREFIX, AuditDigest, DigestRef, digest_key, digest_keys, read_digest
-from mlops.audit.integrity import BreakReason, BrokenLink, ChainWalker, head_break
-from mlops.audit.table import CHAIN_PATTERN, ChainTable, Head, RetryingDynamoDB, registered_chains
+from mlops.audit.digests import (
+    DEFAULT_DIGEST_PREFIX,
+    AuditDigest,
+    DigestRef,
+    digest_entity,
+    digest_key,
+    digest_keys,
+    read_digest,
+)
+from mlops.audit.integrity import BreakReason, BrokenLink, ChainWalker, head_break, marker_break
+from mlops.audit.records import AuditEventType, AuditRecord
+from mlops.audit.table import (
+    BY_ENTITY_INDEX,
+    CHAIN_PATTERN,
+    ChainTable,
+    Head,
+    Marker,
+    RetryingDynamoDB,
+    registered_chains,
+)
 from mlops.core import retries
 from mlops.core.errors import AuditIntegrityError, InvalidRequestError
 
@@ -104,6 +121,10 @@ def verify_chain(
     With `digest_s3_client` and `bucket`, the digests must be chained to each other (else `digest_mismatch`)
     and the chain must still hold, at each digest's last_sequence, the hash it recorded (else `modified`,
     or `missing` when the chain is now shorter): that catches a tail rewritten or truncated consistently.
+    The newest digest the trail itself recorded for the chain (`mlops.audit.digests.digest_event`) must still
+    be in S3 with the SHA-256 recorded (else `digest_missing`): deleting the newest digests is noticed too.
+    Then every record must match the marker the writer wrote with it, in the same transaction (chain, sequence
+    and hash; else `modified`): a tail rewritten consistently after the last digest is caught.
     Last, a chain with records must be in the chain registry (else `unregistered`: verify_chains would
     skip it). The head is read first, so records appended during the walk are not mistaken for tampering.
     """
@@ -113,6 +134,7 @@ def verify_chain(
         if bucket is None:
             raise InvalidRequestError(field="bucket", message="needed to check the digests")
         digests, digest_break = _load_digests(chain.chain, digest_s3_client, bucket, prefix)
+        digest_break = digest_break or _recorded_digest_break(chain, digest_s3_client, bucket, prefix)
     head: Head | None = None
     broken_head: BrokenLink | None = None
     try:
@@ -122,6 +144,7 @@ def verify_chain(
     walker = ChainWalker(chain.chain)
     wanted = {digest.last_sequence for _, digest in digests} | ({head.sequence} if head else set())
     hashes_at: dict[int, str] = {}
+    sealed: list[tuple[str, Marker]] = []  # each record's event, and where and how it sits in the chain
 
     def result(broken: BrokenLink | None) -> ChainVerification:
         return ChainVerification(
@@ -140,11 +163,13 @@ def verify_chain(
             return result(broken)
         if walker.last_sequence in wanted:
             hashes_at[walker.last_sequence] = walker.previous_hash
+        sealed.append(walker.sealed())
     broken = (
         broken_head
         or head_break(head, walker.last_sequence, hashes_at)
         or digest_break
         or _digest_break(digests, hashes_at, walker.last_sequence)
+        or marker_break(chain, sealed)
     )
     if broken is None and (walker.checked or digests) and not chain.is_registered():
         broken = BrokenLink(
@@ -185,6 +210,37 @@ def _load_digests(
         loaded.append((key, digest))
         previous = ref
     return loaded, None
+
+
+def _recorded_digest_break(chain: ChainTable, s3_client: Any, bucket: str, prefix: str) -> BrokenLink | None:
+    """The newest digest of the chain that the trail recorded, if S3 no longer holds it as recorded."""
+    response = chain.dynamo.call(
+        "query",
+        TableName=chain.table_name,
+        IndexName=BY_ENTITY_INDEX,
+        KeyConditionExpression="entity_pk = :entity",
+        ExpressionAttributeValues={":entity": {"S": f"ENTITY#{digest_entity(chain.chain)}"}},
+        ScanIndexForward=False,  # newest occurred_at first
+    )
+    recorded = [AuditRecord.model_validate_json(item["document"]["S"]).event for item in response.get("Items", [])]
+    recorded = [event for event in recorded if event.event_type == AuditEventType.AUDIT_DIGEST]
+    if not recorded:
+        return None
+    newest = max(recorded, key=lambda event: int(str(event.details.get("last_sequence", 0))))
+    key, sha256 = str(newest.details.get("key")), newest.details.get("sha256")
+    if key not in digest_keys(s3_client, bucket, prefix, chain.chain):
+        return BrokenLink(
+            sequence=int(str(newest.details.get("last_sequence", 0))),
+            reason=BreakReason.DIGEST_MISSING,
+            detail=f"digest {key}, recorded in the audit trail at {newest.occurred_at}, is no longer in the bucket",
+        )
+    if read_digest(s3_client, bucket, key).sha256 != sha256:
+        return BrokenLink(
+            sequence=int(str(newest.details.get("last_sequence", 0))),
+            reason=BreakReason.DIGEST_MISMATCH,
+            detail=f"digest {key} differs from the SHA-256 the audit trail recorded for it",
+        )
+    return None
 
 
 def _digest_break(

@@ -58,6 +58,12 @@ class InvalidRequestError(DomainError):
     code: ClassVar[str] = "INVALID_REQUEST"
 
 
+class ForbiddenError(DomainError):
+    """The request is not authorised for the operation (e.g. an operator action without an IAM principal)."""
+
+    code: ClassVar[str] = "FORBIDDEN"
+
+
 class ModelUnavailableError(DomainError):
     """No model can serve right now (nothing deployed, or the deployed one cannot be loaded)."""
 

@@ -19,6 +19,10 @@ THROTTLING_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
+        "Throttling",
+        "RequestThrottled",  # SQS
+        "RequestThrottledException",
+        "TooManyRequestsException",
         "RequestLimitExceeded",
         "LimitExceededException",
         "SlowDown",

@@ -30,16 +30,30 @@ class FeatureLookupSettings(FunctionSettings):
     feature_group_refresh_seconds: float = Field(default=30.0, ge=0)
 
 
-class AuditSettings(FunctionSettings):
-    """Where a function appends its audit records (see `mlops.audit.trail`)."""
+class AuditLogSettings(FunctionSettings):
+    """Where a function sends its audit records: the audit queue (see `mlops.audit.queue`)."""
+
+    audit_queue_url: str = Field(min_length=1)
+
+
+class AuditTableSettings(FunctionSettings):
+    """The audit table, which the audit writer writes and the audit API, the digest job and the monitor read."""
 
     audit_table: str = Field(min_length=1)
 
 
-class AuditApiSettings(AuditSettings):
-    """The audit API and the digest job: the table, and the bucket of chained digests."""
+class AuditWriterSettings(AuditTableSettings):
+    """The audit logging function, which drains the audit queue into the table."""
+
+
+class AuditApiSettings(AuditTableSettings):
+    """The audit API: the table, and the bucket of chained digests."""
 
     audit_bucket: str = Field(min_length=1)
+
+
+class AuditDigestSettings(AuditApiSettings, AuditLogSettings):
+    """The digest job: reads the table, writes digests, and queues the record of each one."""
 
 
 class CaptureSettings(FunctionSettings):
@@ -49,7 +63,7 @@ class CaptureSettings(FunctionSettings):
     capture_sample_rate: float = Field(default=1.0, ge=0, le=1)
 
 
-class MonitoringSettings(ModelStoreSettings, AuditSettings):
+class MonitoringSettings(ModelStoreSettings, AuditTableSettings):
     """The outcomes API and the scheduled model monitor."""
 
     monitoring_bucket: str = Field(min_length=1)
@@ -60,18 +74,18 @@ class MonitoringSettings(ModelStoreSettings, AuditSettings):
     drift_min_rows: int = Field(default=200, ge=1)
 
 
-class ScoringSettings(ModelStoreSettings, FeatureLookupSettings, AuditSettings, CaptureSettings):
+class ScoringSettings(ModelStoreSettings, FeatureLookupSettings, AuditLogSettings, CaptureSettings):
     model_refresh_seconds: float = Field(default=30.0, ge=0)
     experiments_table: str | None = Field(
         default=None, min_length=1, description="Where the running experiment of the model is (none: no A/B test)."
     )
 
 
-class FeaturesApiSettings(FeatureLookupSettings, AuditSettings):
+class FeaturesApiSettings(FeatureLookupSettings, AuditLogSettings):
     feature_store_table: str = Field(min_length=1)
 
 
-class AuditedModelStoreSettings(ModelStoreSettings, AuditSettings):
+class AuditedModelStoreSettings(ModelStoreSettings, AuditLogSettings):
     """Steps that change a model version's status (register, deploy, roll back) and audit it."""
 
 
@@ -82,7 +96,7 @@ class ExperimentsSettings(FunctionSettings):
     experiments_table: str = Field(min_length=1)
 
 
-class AuditedExperimentsSettings(ExperimentsSettings, AuditSettings):
+class AuditedExperimentsSettings(ExperimentsSettings, AuditLogSettings):
     """The experiments API, which audits creations and stops."""
 
 

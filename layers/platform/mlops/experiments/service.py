@@ -11,8 +11,8 @@ import secrets
 from collections.abc import Callable
 
 from mlops.audit.events import experiment_event
+from mlops.audit.queue import AuditLog
 from mlops.audit.records import AuditEventType
-from mlops.audit.trail import AuditTrail
 from mlops.core.clock import utc_now
 from mlops.core.errors import ExperimentConflictError, ExperimentUnavailableError, InvalidRequestError
 from mlops.core.observability import MetricUnit, metrics
@@ -75,7 +75,7 @@ def experiment_results(store: ExperimentStore, experiment_id: str, analysed_at: 
 
 
 class ExperimentService:
-    def __init__(self, store: ExperimentStore, audit: AuditTrail, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(self, store: ExperimentStore, audit: AuditLog, clock: Callable[[], str] = utc_now) -> None:
         self.store = store
         self._audit = audit
         self._clock = clock

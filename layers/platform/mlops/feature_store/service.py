@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mlops.api.contracts import BatchFeatureResponse, FeatureDeletionResponse, FeatureRecordResponse
+from mlops.audit.queue import AuditLog
 from mlops.audit.records import AuditEvent, AuditEventType
-from mlops.audit.trail import AuditTrail
 from mlops.core.errors import EntityNotFoundError
 from mlops.core.observability import MetricUnit, logger, metrics
 from mlops.feature_store.online import FeatureRecord, OnlineFeatureLookup
@@ -16,7 +16,7 @@ DELETION_REASON = "data-subject request"
 
 
 class FeatureStoreService:
-    def __init__(self, lookup: OnlineFeatureLookup, audit: AuditTrail) -> None:
+    def __init__(self, lookup: OnlineFeatureLookup, audit: AuditLog) -> None:
         self._lookup = lookup
         self._audit = audit
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from mlops.audit.trail import AuditTrail
+from mlops.audit.queue import AuditLog
 from mlops.pilot.payloads import PARITY_TOLERANCE, StepRequest
 from mlops.registry.approval import ApprovalDecision, approve_if_allowed
 from mlops.registry.store import ModelRegistry
 
 
 def decide_pilot_approval(
-    request: StepRequest, registry: ModelRegistry, trail: AuditTrail, model_name: str
+    request: StepRequest, registry: ModelRegistry, trail: AuditLog, model_name: str
 ) -> ApprovalDecision:
     """Approve the registered version if the policy allows (audited), or leave it to a human."""
     pilot = request.pilot

@@ -3,14 +3,14 @@ deployment service, which audits each move with the execution as the actor."""
 
 from __future__ import annotations
 
-from mlops.audit.trail import AuditTrail
+from mlops.audit.queue import AuditLog
 from mlops.pilot.payloads import DeploymentReport, DeployRequest
 from mlops.registry.deployment import DeploymentService
 from mlops.registry.store import ModelRegistry
 
 
 def deploy_or_roll_back(
-    request: DeployRequest, registry: ModelRegistry, trail: AuditTrail, model_name: str
+    request: DeployRequest, registry: ModelRegistry, trail: AuditLog, model_name: str
 ) -> DeploymentReport:
     """Deploy the run's approved version, or roll production back to the version that served before the run."""
     deployments = DeploymentService(registry, trail)

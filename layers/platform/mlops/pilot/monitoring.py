@@ -7,7 +7,8 @@ and accuracy and AUC from the outcomes joined to the predictions they judge."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlops.api.contracts import MAX_BATCH_RECORDS
@@ -21,8 +22,37 @@ from mlops.pilot.lambda_api import api_gateway_event
 from mlops.pilot.payloads import MonitoringSummary, StepRequest, run_prefix
 
 OUTCOMES_PER_CALL = 1000
+AUDIT_WAIT_SECONDS = 120.0
+"""How long the step waits for the window's predictions to reach the audit trail (queued, then appended by the
+audit writer: about a second on AWS) before monitoring; past it, the step fails and says how many are missing."""
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+AuditedIds = Callable[[], Iterable[str]]  # the prediction ids of the window found in the audit trail
+
+
+def wait_until_audited(
+    prediction_ids: set[str],
+    audited_ids: AuditedIds,
+    *,
+    timeout_s: float = AUDIT_WAIT_SECONDS,
+    interval_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once every prediction is in the audit trail: the monitor joins outcomes to audited predictions, and
+    a prediction still in the audit queue would be counted as unmatched."""
+    deadline = clock() + timeout_s
+    while True:
+        missing = prediction_ids - set(audited_ids())
+        if not missing:
+            return
+        if clock() >= deadline:
+            raise MonitoringError(
+                field="audit_trail",
+                message=f"{len(missing)} of the window's {len(prediction_ids)} predictions are still not in the audit "
+                f"trail after {timeout_s:.0f} s (the audit queue lags: see the audit-queue-stalled alarm)",
+            )
+        sleep(interval_s)
 
 
 def monitor_pilot(
@@ -31,8 +61,10 @@ def monitor_pilot(
     invoke_scoring: Invoke,
     invoke_outcomes: Invoke,
     invoke_monitor: Invoke,
+    audited_ids: Callable[[str, str], Iterable[str]],
 ) -> MonitoringSummary:
-    """Score the later window once per customer, log its outcomes by prediction id, and monitor that window."""
+    """Score the later window once per customer, log its outcomes by prediction id, wait until the predictions
+    are in the audit trail (`audited_ids(window_start, window_end)`), and monitor that window."""
     dataset = request.require(request.pilot.dataset, "dataset")
     schema = DataSchema.from_json(artifacts.get_verified(dataset.schema_ref))
     customers = read_customers(artifacts.get_verified(dataset.monitoring_window), schema)
@@ -73,6 +105,10 @@ def monitor_pilot(
         )
         _checked(invoke_outcomes(event), "POST /outcomes")
 
+    wait_until_audited(
+        {str(p["prediction_id"]) for p in served},
+        lambda: audited_ids(window_start.isoformat(), window_end.isoformat()),
+    )
     report = MonitoringReport.model_validate(
         invoke_monitor({"window_start": window_start.isoformat(), "window_end": window_end.isoformat()})
     )

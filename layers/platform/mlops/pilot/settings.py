@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mlops.core.settings import AuditSettings, ModelStoreSettings
+from mlops.core.settings import AuditLogSettings, AuditTableSettings, ModelStoreSettings
 
 
 class IngestionSettings(ModelStoreSettings):
@@ -18,7 +18,7 @@ class IngestionSettings(ModelStoreSettings):
     ingest_write_concurrency: int = Field(default=16, ge=1, le=64)
 
 
-class PilotExperimentSettings(ModelStoreSettings, AuditSettings):
+class PilotExperimentSettings(ModelStoreSettings, AuditLogSettings):
     """The pilot's experiment step: reads the run's schema, writes the experiment (and audits it)."""
 
     experiments_table: str = Field(min_length=1)
@@ -32,8 +32,9 @@ class CampaignSettings(ModelStoreSettings):
     model_refresh_seconds: float = Field(default=30.0, ge=0)
 
 
-class PilotMonitoringSettings(ModelStoreSettings):
-    """The pilot's monitoring step: scores a later window, logs its outcomes, then runs the model monitor."""
+class PilotMonitoringSettings(ModelStoreSettings, AuditTableSettings):
+    """The pilot's monitoring step: scores a later window, logs its outcomes, waits for their audit records (reads
+    the audit table), then runs the model monitor."""
 
     scoring_function_name: str = Field(min_length=1)
     monitoring_function_name: str = Field(min_length=1)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from mlops.audit.events import model_event
+from mlops.audit.queue import AuditLog
 from mlops.audit.records import AuditEventType
-from mlops.audit.trail import AuditTrail
 from mlops.core.artifacts import ArtifactRef, ArtifactStore, sha256_hex
 from mlops.core.clock import utc_now
 from mlops.core.errors import DataValidationError, ParityError
@@ -49,9 +49,7 @@ from mlops.pilot.use_case import resolve_use_case
 from mlops.registry.model_card import ModelCard, build_model_card
 from mlops.registry.model_card_markdown import render_markdown
 from mlops.registry.store import ModelRegistry, ModelStatus, ModelVersion, StatusChange
-from mlops.serving.global_importance import explainability_summary
 from mlops.serving.onnx_model import OnnxChurnModel
-from mlops.serving.tree_shap import TreeShapExplainer
 from mlops.training.evaluation import evaluate
 from mlops.training.export import dump_skops, export_onnx, load_skops, max_probability_difference
 from mlops.training.selection import train_and_select
@@ -258,7 +256,7 @@ def evaluate_model(request: StepRequest, artifacts: ArtifactStore) -> Evaluation
 
 
 def register_model(
-    request: StepRequest, artifacts: ArtifactStore, registry: ModelRegistry, trail: AuditTrail, model_name: str
+    request: StepRequest, artifacts: ArtifactStore, registry: ModelRegistry, trail: AuditLog, model_name: str
 ) -> RegistrationReport:
     """Export to ONNX (refused unless it scores like scikit-learn), store the version's artifacts and model card,
     register it awaiting approval (audited), and keep reference rows for the smoke test."""
@@ -297,6 +295,10 @@ def register_model(
         f"{prefix}/drift_baseline.json", baseline.model_dump_json().encode(), "application/json"
     )
     # Global importance on the held-out rows, with the same explainer the explain function serves.
+    # shap (and matplotlib with it) only here: the other pipeline steps' cold starts never import it.
+    from mlops.serving.global_importance import explainability_summary
+    from mlops.serving.tree_shap import TreeShapExplainer
+
     explainability = explainability_summary(TreeShapExplainer(pipeline, spec), prepared)
     now = utc_now()
     history = [

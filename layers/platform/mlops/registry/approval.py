@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.audit.events import model_event
+from mlops.audit.queue import AuditLog
 from mlops.audit.records import AuditEventType
-from mlops.audit.trail import AuditTrail
 from mlops.registry.store import ModelRegistry, ModelVersion
 
 _LOG = logging.getLogger(__name__)  # stdlib: this module is also imported by the pilot's models, outside handlers
@@ -76,7 +76,7 @@ def decide_approval(
 
 def approve_if_allowed(
     registry: ModelRegistry,
-    trail: AuditTrail,
+    trail: AuditLog,
     model_name: str,
     version: str,
     checks_passed: dict[str, bool],
@@ -118,7 +118,7 @@ class DecisionRequest(BaseModel):
 
 def record_decision(
     registry: ModelRegistry,
-    trail: AuditTrail,
+    trail: AuditLog,
     stepfunctions: Any,
     model_name: str,
     version: str,

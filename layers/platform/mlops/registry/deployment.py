@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from mlops.audit.events import model_event
+from mlops.audit.queue import AuditLog
 from mlops.audit.records import AuditEventType
-from mlops.audit.trail import AuditTrail
 from mlops.core.errors import InvalidTransitionError
 from mlops.registry.store import ModelRegistry, ProductionAlias
 
@@ -35,7 +35,7 @@ class AliasChange(BaseModel):
 class DeploymentService:
     """Moves the production alias of a model and audits every move (one audit trail, one registry)."""
 
-    def __init__(self, registry: ModelRegistry, trail: AuditTrail) -> None:
+    def __init__(self, registry: ModelRegistry, trail: AuditLog) -> None:
         self._registry = registry
         self._trail = trail
 

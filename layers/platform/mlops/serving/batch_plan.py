@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops.audit.events import batch_scoring_event
-from mlops.audit.trail import AuditTrail
+from mlops.audit.queue import AuditLog
 from mlops.core.errors import DataValidationError, ModelUnavailableError
 from mlops.core.observability import logger
 from mlops.registry.store import ModelRegistry
@@ -176,7 +176,7 @@ def join_parts(s3: Any, plan: BatchPlan) -> int:
     return rows
 
 
-def join_and_audit(s3: Any, plan: BatchPlan, audit: AuditTrail, actor: str) -> BatchScoringResult:
+def join_and_audit(s3: Any, plan: BatchPlan, audit: AuditLog, actor: str) -> BatchScoringResult:
     """JoinParts: join the parts (`join_parts`), then append the run's one audit record (`batch_scoring`
     event, entity `batch:<run id>`): the model version, the rows, and the input's and the output's bucket,
     key, S3 version and SHA-256, each object hashed as stored (read once more, both at once, streamed). If the

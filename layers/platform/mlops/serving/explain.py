@@ -30,7 +30,7 @@ from mlops.api.contracts import (
     Reason,
 )
 from mlops.audit.events import explanation_events
-from mlops.audit.trail import AuditTrail
+from mlops.audit.queue import AuditLog
 from mlops.core.artifacts import ArtifactStore
 from mlops.core.errors import ArtifactIntegrityError, VersionNotDeployedError
 from mlops.core.observability import MetricUnit, metrics
@@ -89,7 +89,7 @@ class ExplanationService:
     """The explain function's explanations: of the served version, audited before they are returned, counted."""
 
     def __init__(
-        self, models: ModelProvider[ExplainableModel], lookup: OnlineFeatureLookup | None, audit: AuditTrail
+        self, models: ModelProvider[ExplainableModel], lookup: OnlineFeatureLookup | None, audit: AuditLog
     ) -> None:
         self._models = models
         self._lookup = lookup

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.api.contracts import HealthResponse, ModelListResponse, ModelSummary, Prediction, PredictRequest
 from mlops.audit.events import prediction_events
-from mlops.audit.trail import AuditTrail
+from mlops.audit.queue import AuditLog
 from mlops.core.errors import ExperimentUnavailableError
 from mlops.core.observability import MetricUnit, logger, metrics, record_dimensioned
 from mlops.data.features import Columns
@@ -55,7 +55,7 @@ class PredictionService:
         registry: ModelRegistry,
         lookup: OnlineFeatureLookup | None,
         experiments: RunningExperimentProvider | None,
-        audit: AuditTrail,
+        audit: AuditLog,
         capture: InferenceCapture | None,
     ) -> None:
         self._models = models
